@@ -1,0 +1,224 @@
+"""Gateway wiring: ``create_app(settings)`` and ``main()``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import pathlib
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+
+import aiohttp
+import aiohttp_jinja2
+import jinja2
+import structlog
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+
+from services.gateway.cache import Cache
+from services.gateway.i18n import labels
+from services.gateway.settings import GatewaySettings
+from services.gateway.views import ApiError, ReadModel, Views, respond
+from shared import metrics
+from shared.kafka import make_consumer, make_producer
+from shared.logs import configure_logging
+from shared.mongo import ARTICLES, FRONTS, RELATED, database, make_client, ping
+from shared.runtime import start_ops_server
+
+HERE = pathlib.Path(__file__).parent
+log = structlog.get_logger("gateway")
+
+SETTINGS = web.AppKey("settings", GatewaySettings)
+VIEWS = web.AppKey("views", Views)
+CACHE = web.AppKey("cache", Cache)
+
+CSP = (
+    "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "
+    "media-src 'self'; font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'; upgrade-insecure-requests"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "X-Frame-Options": "DENY",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+}
+EMAIL_RE = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
+
+
+@web.middleware
+async def observe(request: web.Request, handler):
+    started = time.perf_counter()
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+    except ApiError as exc:
+        response = exc
+        status = exc.status
+    except web.HTTPException as exc:
+        status = exc.status
+        if request.path.startswith("/api/") and status >= 400:
+            response = ApiError(status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+        elif status == 404:
+            response = respond(request, request.app[VIEWS].error_page(request, 404))
+        else:
+            raise
+    except Exception:
+        log.exception("request_failed", path=request.path)
+        if request.path.startswith("/api/"):
+            response = ApiError(500, "internal_error", "internal error")
+        else:
+            response = respond(request, request.app[VIEWS].error_page(request, 500))
+            status = 500
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    metrics.HTTP_SECONDS.labels(route, str(status)).observe(time.perf_counter() - started)
+    return response
+
+
+async def invalidation_loop(app: web.Application) -> None:
+    """Drop cache entries as soon as storage or linking says something changed.
+
+    No consumer group: every gateway replica sees every event, starting from "latest".
+    """
+    settings = app[SETTINGS]
+    cache = app[CACHE]
+    consumer: AIOKafkaConsumer = make_consumer(
+        settings.kafka, [settings.kafka.topic_stored, settings.kafka.topic_linked],
+        group_id=None, client_id="gateway-cache", auto_offset_reset="latest",
+    )
+    while True:
+        try:
+            await consumer.start()
+            break
+        except KafkaError as exc:
+            log.warning("cache_listener_waiting", error=repr(exc))
+            await asyncio.sleep(2)
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=500, max_records=500)
+            for records in batch.values():
+                for record in records:
+                    article_id = (record.key or b"").decode("utf-8", "replace")
+                    if record.topic == settings.kafka.topic_stored:
+                        cache.invalidate(f"{ARTICLES}:{article_id}")
+                        cache.invalidate_prefix(f"{FRONTS}:")
+                    else:
+                        cache.invalidate(f"{RELATED}:{article_id}")
+    finally:
+        await consumer.stop()
+
+
+def create_app(settings: GatewaySettings) -> web.Application:
+    app = web.Application(middlewares=[observe], client_max_size=64 * 1024)
+    app[SETTINGS] = settings
+    cache = Cache(ttl=settings.cache_ttl_s, max_entries=settings.cache_max_entries)
+    app[CACHE] = cache
+    client = make_client(settings.mongo, app_name="gateway")
+    db = database(client, settings.mongo)
+    producer = make_producer(settings.kafka, "gateway")
+
+    async def publish_signup(email: str, language: str, sections: list[str]) -> None:
+        event = {
+            "event_id": uuid.uuid4().hex, "event_type": "newsletter.signup_requested", "schema_version": 1,
+            "occurred_at": datetime.now(UTC).isoformat(), "producer": "gateway", "correlation_id": uuid.uuid4().hex,
+            "payload": {"email": email, "language": language, "sections": sections},
+        }
+        await producer.send_and_wait(settings.topic_newsletter_signups, json.dumps(event).encode(), key=email.lower().encode())
+
+    views = Views(settings, ReadModel(db, cache), cache, publish_signup=publish_signup)
+    app[VIEWS] = views
+    views.static_version = hashlib.blake2b((HERE / "static" / "site.css").read_bytes(), digest_size=6).hexdigest()
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(default=True),
+        undefined=jinja2.StrictUndefined,
+    )
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        problems = {}
+        try:
+            await asyncio.wait_for(ping(db), timeout=3)
+        except Exception as exc:  # noqa: BLE001
+            problems["database"] = repr(exc)[:200]
+        try:
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=3)
+        except Exception as exc:  # noqa: BLE001
+            problems["kafka"] = repr(exc)[:200]
+        if problems:
+            return web.json_response({"status": "unavailable", "problems": problems}, status=503)
+        return web.json_response({"status": "ready"})
+
+    async def newsletter(request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        email = str(form.get("email", "")).strip()[:320]
+        language = str(form.get("lang", settings.default_language))[:3]
+        sections = [str(s)[:60] for s in form.getall("section", [])][:20]
+        ok = bool(EMAIL_RE.match(email)) and not form.get("website")  # "website" is a honeypot field
+        if ok:
+            await publish_signup(email, language, sections)
+        context = views._context(request, language, title=labels(language)["newsletter"],
+                                 text=labels(language)["signup_thanks" if ok else "signup_invalid"],
+                                 status=202 if ok else 400, sections=[])
+        page = views._render(request, "error.html", context, status=202 if ok else 400)
+        response = respond(request, page)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    app.add_routes([
+        web.get("/", views.home),
+        web.get("/section/{slug}", views.section),
+        web.get("/tag/{slug}", views.tag),
+        web.get("/articles/{id}", views.article_redirect),
+        web.get("/articles/{id}/{slug}", views.article),
+        web.get("/search", views.search),
+        web.post("/newsletter", newsletter),
+        web.get("/api/v1/articles", views.api_articles),
+        web.get("/api/v1/articles/{id}", views.api_article),
+        web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
+        web.static("/static", HERE / "static"),
+    ])
+
+    async def lifecycle(app: web.Application):
+        await producer.start()
+        views.linking_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3))
+        ops = None
+        if settings.ops_port is not None:
+            async def ops_ready() -> str | None:
+                await ping(db)
+                return None
+            ops = await start_ops_server(settings.ops_host, settings.ops_port, ops_ready)
+        listener = asyncio.create_task(invalidation_loop(app)) if settings.cache_invalidation else None
+        yield
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        if ops is not None:
+            await ops.cleanup()
+        await views.linking_session.close()
+        await producer.stop()
+        await client.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    configure_logging(settings.log, service="gateway")
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None,
+                shutdown_timeout=10, print=lambda *_: log.info("gateway_listening", url=f"http://{settings.host}:{settings.port}"))

@@ -1,0 +1,94 @@
+"""UI labels and date formatting for the site's first-class languages (kk, ru, en)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+LANGUAGES = ("kk", "ru", "en")
+
+LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "skip": "Skip to content", "home": "Home", "sections": "Sections", "latest": "Latest news",
+        "related": "Related Articles", "newsletter": "Newsletter",
+        "newsletter_text": "The day's most important stories, in your inbox every morning.",
+        "email": "Email address", "subscribe": "Subscribe", "published": "Published", "updated": "Updated",
+        "updated_note": "This article has been updated since it was first published.",
+        "min_read": "min read", "listen": "Listen to this article", "search": "Search",
+        "search_placeholder": "Search KazPost", "older": "Older stories", "newer": "Latest stories",
+        "not_found": "Page not found", "not_found_text": "We could not find that page.",
+        "gone": "Article removed", "gone_text": "This article has been withdrawn and is no longer available.",
+        "no_results": "No articles matched your search.", "results_for": "Results for",
+        "by": "By", "nothing_yet": "No articles yet.", "signup_thanks": "Thank you. Please check your inbox to confirm your subscription.",
+        "signup_invalid": "Please enter a valid email address.", "error": "Something went wrong",
+    },
+    "ru": {
+        "skip": "Перейти к содержанию", "home": "Главная", "sections": "Разделы", "latest": "Последние новости",
+        "related": "Похожие статьи", "newsletter": "Рассылка",
+        "newsletter_text": "Главные новости дня — каждое утро в вашей почте.",
+        "email": "Адрес электронной почты", "subscribe": "Подписаться", "published": "Опубликовано", "updated": "Обновлено",
+        "updated_note": "Статья была обновлена после первой публикации.",
+        "min_read": "мин. чтения", "listen": "Прослушать статью", "search": "Поиск",
+        "search_placeholder": "Поиск по KazPost", "older": "Более ранние", "newer": "Последние",
+        "not_found": "Страница не найдена", "not_found_text": "Мы не нашли эту страницу.",
+        "gone": "Статья удалена", "gone_text": "Эта статья отозвана и больше недоступна.",
+        "no_results": "По вашему запросу ничего не найдено.", "results_for": "Результаты для",
+        "by": "Автор:", "nothing_yet": "Статей пока нет.", "signup_thanks": "Спасибо! Проверьте почту, чтобы подтвердить подписку.",
+        "signup_invalid": "Введите правильный адрес электронной почты.", "error": "Что-то пошло не так",
+    },
+    "kk": {
+        "skip": "Мазмұнға өту", "home": "Басты бет", "sections": "Айдарлар", "latest": "Соңғы жаңалықтар",
+        "related": "Ұқсас мақалалар", "newsletter": "Жаңалықтар таратылымы",
+        "newsletter_text": "Күннің басты жаңалықтары — күн сайын таңертең поштаңызда.",
+        "email": "Электрондық пошта мекенжайы", "subscribe": "Жазылу", "published": "Жарияланды", "updated": "Жаңартылды",
+        "updated_note": "Мақала алғаш жарияланғаннан кейін жаңартылды.",
+        "min_read": "мин оқу", "listen": "Мақаланы тыңдау", "search": "Іздеу",
+        "search_placeholder": "KazPost бойынша іздеу", "older": "Бұрынғы жаңалықтар", "newer": "Соңғы жаңалықтар",
+        "not_found": "Бет табылмады", "not_found_text": "Бұл бет табылмады.",
+        "gone": "Мақала алынып тасталды", "gone_text": "Бұл мақала кері қайтарылды және енді қолжетімсіз.",
+        "no_results": "Сұрауыңыз бойынша ештеңе табылмады.", "results_for": "Іздеу нәтижелері:",
+        "by": "Авторы:", "nothing_yet": "Әзірге мақалалар жоқ.", "signup_thanks": "Рақмет! Жазылымды растау үшін поштаңызды тексеріңіз.",
+        "signup_invalid": "Дұрыс электрондық пошта мекенжайын енгізіңіз.", "error": "Қате орын алды",
+    },
+}
+
+_WEEKDAYS = {
+    "en": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"],
+    "ru": ["понедельник", "вторник", "среда", "четверг", "пятница", "суббота", "воскресенье"],
+    "kk": ["дүйсенбі", "сейсенбі", "сәрсенбі", "бейсенбі", "жұма", "сенбі", "жексенбі"],
+}
+_MONTHS = {
+    "en": ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
+    "ru": ["января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа", "сентября", "октября", "ноября", "декабря"],
+    "kk": ["қаңтар", "ақпан", "наурыз", "сәуір", "мамыр", "маусым", "шілде", "тамыз", "қыркүйек", "қазан", "қараша", "желтоқсан"],
+}
+
+
+def ui_language(language: str | None, default: str = "en") -> str:
+    return language if language in LABELS else default
+
+
+def labels(language: str | None) -> dict[str, str]:
+    return LABELS[ui_language(language)]
+
+
+def long_date(dt: datetime, language: str) -> str:
+    """Masthead date: "Saturday, Apr 20, 2024" / "суббота, 20 апреля 2024" / "20 сәуір 2024, сенбі"."""
+    lang = ui_language(language)
+    weekday = _WEEKDAYS[lang][dt.weekday()]
+    month = _MONTHS[lang][dt.month - 1]
+    if lang == "en":
+        return f"{weekday}, {month} {dt.day}, {dt.year}"
+    if lang == "ru":
+        return f"{weekday}, {dt.day} {month} {dt.year}"
+    return f"{dt.year} ж. {dt.day} {month}, {weekday}"
+
+
+def date_time(dt: datetime, language: str) -> str:
+    lang = ui_language(language)
+    month = _MONTHS[lang][dt.month - 1]
+    hm = f"{dt.hour:02d}:{dt.minute:02d} UTC"
+    if lang == "en":
+        return f"{month} {dt.day}, {dt.year}, {hm}"
+    if lang == "ru":
+        return f"{dt.day} {month} {dt.year}, {hm}"
+    return f"{dt.year} ж. {dt.day} {month}, {hm}"

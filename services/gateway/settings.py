@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.settings import KafkaSettings, LogSettings, MongoSettings, kafka_field, log_field, mongo_field
+
+
+class GatewaySettings(BaseSettings):
+    """Settings of the gateway (env prefix ``KAZPOST_GATEWAY_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="KAZPOST_GATEWAY_", env_nested_delimiter="__", extra="ignore")
+
+    kafka: KafkaSettings = kafka_field()
+    mongo: MongoSettings = mongo_field()
+    log: LogSettings = log_field()
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Internal listener for /metrics (never on the public port).
+    ops_host: str = "127.0.0.1"
+    ops_port: int | None = 8090
+    public_base_url: str = "http://127.0.0.1:8080"
+    linking_url: str = "http://127.0.0.1:8093"
+    site_name: str = "KazPost"
+    tagline: str = "Kazakhstan News"
+    default_language: str = "en"
+    page_size: int = Field(default=20, ge=1, le=100)
+    # Upper bound on how long a cached document or page lives even without an event.
+    cache_ttl_s: float = Field(default=30.0, ge=0)
+    cache_max_entries: int = Field(default=20_000, ge=100)
+    # Listen to Kafka events to drop cache entries as soon as something changes.
+    cache_invalidation: bool = True
+    topic_newsletter_signups: str = "newsletter.signups"

@@ -1,0 +1,399 @@
+"""Gateway request handlers: server-rendered pages and the public JSON API.
+
+Every read is one ``_id`` lookup of a document shaped for the page (article, related list,
+listing), served from the in-process cache when possible.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp_jinja2
+import structlog
+from aiohttp import web
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.gateway.cache import MISSING, Cache, Page
+from services.gateway.i18n import date_time, labels, long_date, ui_language
+from services.gateway.settings import GatewaySettings
+from shared.events import article_id_for
+from shared.mongo import ARTICLES, FRONTS, RELATED
+
+log = structlog.get_logger("gateway")
+
+ID_RE = re.compile(r"^[0-9a-f]{16}$")
+SLUG_RE = re.compile(r"^[a-z0-9-]{1,100}$")
+CURSOR_RE = re.compile(r"^(\d{1,15})-([0-9a-f]{16})$")
+
+CACHE_CONTROL = "public, max-age=30, stale-while-revalidate=60, stale-if-error=86400"
+
+
+class ApiError(web.HTTPException):
+    """A JSON error with a stable shape: ``{"error": {"status", "code", "message"}}``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status_code = status
+        super().__init__(
+            text=json.dumps({"error": {"status": status, "code": code, "message": message}}),
+            content_type="application/json",
+        )
+
+
+class ReadModel:
+    def __init__(self, db: AsyncDatabase, cache: Cache) -> None:
+        self.db = db
+        self.cache = cache
+
+    async def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        key = f"{collection}:{doc_id}"
+        cached = self.cache.get_doc(key)
+        if cached is not MISSING:
+            return cached
+        doc = await self.db[collection].find_one({"_id": doc_id})
+        self.cache.put_doc(key, doc)
+        return doc
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def visible(item: dict[str, Any], now: datetime) -> bool:
+    embargo = item.get("embargoed_until")
+    return embargo is None or embargo <= now
+
+
+def article_path(item: dict[str, Any]) -> str:
+    return f"/articles/{item['id']}/{item['slug']}"
+
+
+def cursor_of(item: dict[str, Any]) -> str:
+    return f"{int(item['published_at'].timestamp() * 1000)}-{item['id']}"
+
+
+def page_after(items: list[dict[str, Any]], cursor: str | None, size: int) -> tuple[list[dict[str, Any]], str | None]:
+    """Items strictly older than the cursor (stable while new items arrive at the top)."""
+    if cursor:
+        match = CURSOR_RE.match(cursor)
+        if not match:
+            raise ValueError("cursor is malformed")
+        ms, cid = int(match.group(1)), match.group(2)
+        items = [i for i in items if (int(i["published_at"].timestamp() * 1000), i["id"]) < (ms, cid)]
+    page = items[:size]
+    next_cursor = cursor_of(page[-1]) if len(items) > size else None
+    return page, next_cursor
+
+
+def make_page(body: str | bytes, *, status: int = 200, content_type: str = "text/html; charset=utf-8",
+              last_modified: datetime | None = None, headers: dict[str, str] | None = None) -> Page:
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
+    return Page(
+        status=status,
+        body=data,
+        gzip_body=gzip.compress(data, compresslevel=6, mtime=0) if len(data) > 1024 else None,
+        content_type=content_type,
+        etag=etag,
+        last_modified=(last_modified or now_utc()).timestamp(),
+        headers=headers or {},
+    )
+
+
+def respond(request: web.Request, page: Page) -> web.Response:
+    headers = {
+        "ETag": page.etag,
+        "Last-Modified": datetime.fromtimestamp(page.last_modified, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        "Cache-Control": CACHE_CONTROL if page.status < 400 or page.status == 410 else "public, max-age=10",
+        "Vary": "Accept-Encoding",
+        **page.headers,
+    }
+    inm = request.headers.get("If-None-Match")
+    if inm and page.status == 200 and (inm.strip() == "*" or page.etag in [t.strip() for t in inm.split(",")]):
+        return web.Response(status=304, headers=headers)
+    ims = request.headers.get("If-Modified-Since")
+    if not inm and ims and page.status == 200:
+        try:
+            since = datetime.strptime(ims, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC).timestamp()
+            if int(page.last_modified) <= since:
+                return web.Response(status=304, headers=headers)
+        except ValueError:
+            pass
+    body = page.body
+    if page.gzip_body is not None and "gzip" in request.headers.get("Accept-Encoding", ""):
+        body = page.gzip_body
+        headers["Content-Encoding"] = "gzip"
+    if request.method == "HEAD":
+        return web.Response(status=page.status, headers={**headers, "Content-Type": page.content_type,
+                                                          "Content-Length": str(len(body))})
+    return web.Response(status=page.status, body=body, headers={**headers, "Content-Type": page.content_type})
+
+
+class Views:
+    def __init__(self, settings: GatewaySettings, read: ReadModel, cache: Cache, publish_signup=None) -> None:
+        self.settings = settings
+        self.read = read
+        self.cache = cache
+        self.publish_signup = publish_signup
+        self.linking_session = None  # aiohttp.ClientSession, set by the app
+        self.static_version = ""
+
+    # helpers ------------------------------------------------------------------------------
+    def _context(self, request: web.Request, language: str, **extra: Any) -> dict[str, Any]:
+        lang = ui_language(language, self.settings.default_language)
+        now = now_utc()
+        return {
+            "site_name": self.settings.site_name,
+            "tagline": self.settings.tagline,
+            "lang": lang,
+            "t": labels(lang),
+            "today": long_date(now, lang),
+            "now": now,
+            "fmt_time": lambda dt: date_time(dt, lang),
+            "article_path": article_path,
+            "base_url": self.settings.public_base_url.rstrip("/"),
+            "path": request.path,
+            "static": lambda name: f"/static/{name}?v={self.static_version}",
+            **extra,
+        }
+
+    def _render(self, request: web.Request, template: str, context: dict[str, Any], *, status: int = 200,
+                last_modified: datetime | None = None) -> Page:
+        html = aiohttp_jinja2.render_string(template, request, context)
+        return make_page(html, status=status, last_modified=last_modified)
+
+    async def _sections(self) -> list[dict[str, str]]:
+        home = await self.read.get(FRONTS, "front:home")
+        return list((home or {}).get("sections", []))
+
+    def error_page(self, request: web.Request, status: int, language: str | None = None) -> Page:
+        lang = ui_language(language or self.settings.default_language)
+        t = labels(lang)
+        title, text = {404: (t["not_found"], t["not_found_text"]), 410: (t["gone"], t["gone_text"])}.get(
+            status, (t["error"], "")
+        )
+        return self._render(request, "error.html", self._context(request, lang, title=title, text=text,
+                                                                  status=status, sections=[]), status=status)
+
+    # pages --------------------------------------------------------------------------------
+    async def _front_page(self, request: web.Request, front_id: str, *, template: str = "front.html") -> web.StreamResponse:
+        cursor = request.query.get("before")
+        key = f"page:{front_id}:{cursor or ''}"
+        page = self.cache.get_page(key)
+        if page is None:
+            front = await self.read.get(FRONTS, front_id)
+            if front is None and front_id != "front:home":
+                page = self.error_page(request, 404)
+            else:
+                now = now_utc()
+                items = [i for i in (front or {}).get("items", []) if visible(i, now)]
+                try:
+                    shown, next_cursor = page_after(items, cursor, self.settings.page_size)
+                except ValueError:
+                    raise web.HTTPBadRequest(text="malformed cursor") from None
+                context = self._context(
+                    request, self.settings.default_language,
+                    front=front or {"kind": "home", "name": "Home"}, items=shown, next_cursor=next_cursor,
+                    is_first=not cursor, sections=await self._sections(),
+                )
+                page = self._render(request, template, context, last_modified=(front or {}).get("updated_at"))
+            self.cache.put_page(key, page, {f"{FRONTS}:{front_id}", f"{FRONTS}:front:home"})
+        return respond(request, page)
+
+    async def home(self, request: web.Request) -> web.StreamResponse:
+        return await self._front_page(request, "front:home")
+
+    async def section(self, request: web.Request) -> web.StreamResponse:
+        slug = request.match_info["slug"]
+        if not SLUG_RE.match(slug):
+            return respond(request, self.error_page(request, 404))
+        return await self._front_page(request, f"front:section:{slug}")
+
+    async def tag(self, request: web.Request) -> web.StreamResponse:
+        slug = request.match_info["slug"]
+        if not SLUG_RE.match(slug):
+            return respond(request, self.error_page(request, 404))
+        return await self._front_page(request, f"front:tag:{slug}")
+
+    async def _article_state(self, article_id: str) -> tuple[int, dict[str, Any] | None]:
+        """(status, doc): 200 visible, 404 unknown/withheld/embargoed, 410 killed."""
+        if not ID_RE.match(article_id):
+            return 404, None
+        doc = await self.read.get(ARTICLES, article_id)
+        if doc is None:
+            return 404, None
+        if doc.get("pub_status") == "canceled":
+            return 410, doc
+        if doc.get("pub_status") != "usable" or not visible(doc, now_utc()):
+            return 404, None
+        return 200, doc
+
+    async def article_redirect(self, request: web.Request) -> web.StreamResponse:
+        article_id = request.match_info["id"]
+        status, doc = await self._article_state(article_id)
+        if status == 200 and doc is not None:
+            raise web.HTTPMovedPermanently(location=f"/articles/{article_id}/{doc['slug']}")
+        return respond(request, self.error_page(request, status))
+
+    async def article(self, request: web.Request) -> web.StreamResponse:
+        article_id = request.match_info["id"]
+        slug = request.match_info["slug"]
+        key = f"page:article:{article_id}"
+        page = self.cache.get_page(key)
+        if page is None:
+            status, doc = await self._article_state(article_id)
+            if status != 200 or doc is None:
+                page = self.error_page(request, status)
+            else:
+                related_doc = await self.read.get(RELATED, article_id)
+                now = now_utc()
+                related = [
+                    r["teaser"] for r in (related_doc or {}).get("items", [])
+                    if visible(r["teaser"], now) and r["teaser"]["id"] != article_id
+                ]
+                article = {**doc, "id": article_id}
+                context = self._context(
+                    request, doc.get("language", "en"), article=article, related=related,
+                    updated=len(doc.get("history", [])) > 1 or doc["version_created"] > doc["first_created"],
+                    sections=await self._sections(), canonical=article_path(article),
+                )
+                page = self._render(request, "article.html", context, last_modified=doc.get("stored_at"))
+                page.headers["Content-Language"] = doc.get("language", "en")
+                page.headers["X-Article-Slug"] = doc["slug"]
+            self.cache.put_page(key, page, {f"{ARTICLES}:{article_id}", f"{RELATED}:{article_id}", f"{FRONTS}:front:home"})
+        canonical_slug = page.headers.get("X-Article-Slug")
+        if page.status == 200 and canonical_slug and slug != canonical_slug:
+            raise web.HTTPMovedPermanently(location=f"/articles/{article_id}/{canonical_slug}")
+        return respond(request, page)
+
+    async def search(self, request: web.Request) -> web.StreamResponse:
+        query = request.query.get("q", "").strip()[:200]
+        language = request.query.get("lang") or None
+        if language is not None and language not in ("kk", "ru", "en"):
+            language = None
+        try:
+            page_no = min(max(int(request.query.get("page", "1")), 1), 50)
+        except ValueError:
+            page_no = 1
+        result = await self._search(query, language, page_no) if query else {"total": 0, "hits": [], "terms": []}
+        context = self._context(request, self.settings.default_language, query=query, result=result,
+                                page_no=page_no, sections=await self._sections(), page_size=self.settings.page_size)
+        page = self._render(request, "search.html", context)
+        response = respond(request, page)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    async def _search(self, query: str, language: str | None, page_no: int) -> dict[str, Any]:
+        size = self.settings.page_size
+        params = {"q": query, "limit": str(size), "offset": str((page_no - 1) * size)}
+        if language:
+            params["lang"] = language
+        async with self.linking_session.get(f"{self.settings.linking_url}/internal/search", params=params) as resp:
+            resp.raise_for_status()
+            data = await resp.json()
+        now = now_utc()
+        for hit in data["hits"]:
+            teaser = hit["teaser"]
+            for field in ("published_at", "updated_at", "embargoed_until"):
+                if teaser.get(field):
+                    teaser[field] = datetime.fromisoformat(teaser[field])
+        data["hits"] = [h for h in data["hits"] if visible(h["teaser"], now)]
+        return data
+
+    # JSON API -----------------------------------------------------------------------------
+    def _article_json(self, article_id: str, doc: dict[str, Any], related_doc: dict[str, Any] | None) -> dict[str, Any]:
+        now = now_utc()
+        base = self.settings.public_base_url.rstrip("/")
+        path = f"/articles/{article_id}/{doc['slug']}"
+        return {
+            "id": article_id,
+            "uri": doc["uri"],
+            "url": base + path,
+            "version": doc["version"],
+            "pub_status": doc["pub_status"],
+            "language": doc["language"],
+            "headline": doc["headline"],
+            "standfirst": doc.get("standfirst"),
+            "byline": doc.get("byline"),
+            "body_html": doc.get("body_html", ""),
+            "section": doc.get("section"),
+            "tags": doc.get("tags", []),
+            "published_at": doc["first_created"].isoformat(),
+            "updated_at": doc["version_created"].isoformat(),
+            "word_count": doc.get("word_count", 0),
+            "reading_time_min": doc.get("reading_time_min", 0),
+            "image": doc.get("lead_image"),
+            "related": [
+                {
+                    "id": r["teaser"]["id"],
+                    "headline": r["teaser"]["headline"],
+                    "language": r["teaser"]["language"],
+                    "url": base + article_path(r["teaser"]),
+                    "published_at": r["teaser"]["published_at"].isoformat(),
+                    "score": r.get("score"),
+                }
+                for r in (related_doc or {}).get("items", [])
+                if visible(r["teaser"], now) and r["teaser"]["id"] != article_id
+            ],
+        }
+
+    async def _api_article(self, request: web.Request, article_id: str) -> web.StreamResponse:
+        status, doc = await self._article_state(article_id)
+        if status == 410:
+            raise ApiError(410, "gone", "this article has been withdrawn")
+        if status != 200 or doc is None:
+            raise ApiError(404, "not_found", "no such article")
+        related_doc = await self.read.get(RELATED, article_id)
+        body = json.dumps(self._article_json(article_id, doc, related_doc), ensure_ascii=False)
+        return respond(request, make_page(body, content_type="application/json; charset=utf-8", last_modified=doc.get("stored_at")))
+
+    async def api_article(self, request: web.Request) -> web.StreamResponse:
+        return await self._api_article(request, request.match_info["id"])
+
+    async def api_articles(self, request: web.Request) -> web.StreamResponse:
+        uri = request.query.get("uri")
+        if uri is not None:
+            if not uri.strip() or len(uri) > 2048:
+                raise ApiError(400, "bad_request", "uri must be 1..2048 characters")
+            return await self._api_article(request, article_id_for(uri))
+        section = request.query.get("section")
+        tag = request.query.get("tag")
+        language = request.query.get("lang")
+        if section and tag:
+            raise ApiError(400, "bad_request", "use either section or tag, not both")
+        for name, value in (("section", section), ("tag", tag)):
+            if value is not None and not SLUG_RE.match(value):
+                raise ApiError(400, "bad_request", f"{name} must be a slug (a-z, 0-9, -)")
+        if language is not None and not re.match(r"^[a-z]{2,3}$", language):
+            raise ApiError(400, "bad_request", "lang must be a language code such as kk, ru or en")
+        try:
+            limit = int(request.query.get("limit", str(self.settings.page_size)))
+        except ValueError:
+            raise ApiError(400, "bad_request", "limit must be an integer") from None
+        if not 1 <= limit <= 100:
+            raise ApiError(400, "bad_request", "limit must be between 1 and 100")
+        front_id = f"front:section:{section}" if section else f"front:tag:{tag}" if tag else "front:home"
+        front = await self.read.get(FRONTS, front_id)
+        now = now_utc()
+        items = [i for i in (front or {}).get("items", []) if visible(i, now) and (language is None or i["language"] == language)]
+        try:
+            shown, next_cursor = page_after(items, request.query.get("cursor"), limit)
+        except ValueError as exc:
+            raise ApiError(400, "bad_request", str(exc)) from None
+        base = self.settings.public_base_url.rstrip("/")
+        body = {
+            "items": [
+                {
+                    "id": i["id"], "headline": i["headline"], "standfirst": i.get("standfirst"),
+                    "language": i["language"], "section": i.get("section"), "url": base + article_path(i),
+                    "published_at": i["published_at"].isoformat(), "updated_at": i["updated_at"].isoformat(),
+                }
+                for i in shown
+            ],
+            "next_cursor": next_cursor,
+        }
+        return respond(request, make_page(json.dumps(body, ensure_ascii=False), content_type="application/json; charset=utf-8"))

@@ -1,0 +1,3 @@
+from services.linking.app import main
+
+main()

@@ -1,0 +1,132 @@
+"""Linking's handler: keep the in-memory index current, write related lists, publish "linked"."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.linking.relatedness import Doc, RelatedIndex
+from services.linking.settings import LinkingSettings
+from shared.events import Article, ArticleLinked, LinkedEvent, RelatedItem, StoredEvent, Teaser, teaser_of
+from shared.kafka import HEADER_CORRELATION, HEADER_EVENT_ID, HEADER_EVENT_TYPE, Message, PermanentError, Publisher
+from shared.mongo import ARTICLES, RELATED, versioned_upsert
+
+log = structlog.get_logger("linking")
+
+
+@dataclass
+class LinkingState:
+    """The index plus the teasers it hands out (kept as compact JSON bytes)."""
+
+    index: RelatedIndex
+    teasers: dict[str, bytes] = field(default_factory=dict)
+
+    def teaser(self, article_id: str) -> Teaser | None:
+        raw = self.teasers.get(article_id)
+        return Teaser.model_validate_json(raw) if raw else None
+
+    def add(self, article: Article) -> list[str]:
+        self.teasers[article.id] = teaser_of(article).model_dump_json().encode("utf-8")
+        return self.index.upsert(doc_of(article))
+
+    def remove(self, article_id: str) -> list[str]:
+        self.teasers.pop(article_id, None)
+        return self.index.remove(article_id)
+
+
+def doc_of(article: Article) -> Doc:
+    text = "\n".join(p for p in (article.standfirst, article.body_text) if p)
+    return Doc(
+        id=article.id,
+        language=article.language,
+        title=article.headline,
+        text=text,
+        published_at=article.first_created.timestamp(),
+        section=article.section.slug if article.section else None,
+    )
+
+
+def _rev() -> int:
+    return time.time_ns()
+
+
+async def write_related(article_id: str, *, state: LinkingState, db: AsyncDatabase, publisher: Publisher,
+                        settings: LinkingSettings, correlation_id: str) -> None:
+    items: list[RelatedItem] = []
+    duplicates: list[str] = []
+    if article_id in state.index:
+        for match in state.index.related(article_id, settings.k):
+            teaser = state.teaser(match.id)
+            if teaser is not None:
+                items.append(RelatedItem(teaser=teaser, score=round(match.score, 4), cross_language=match.cross_language))
+        duplicates = state.index.duplicates(article_id)
+    rev = _rev()
+    doc: dict[str, Any] = {
+        "items": [i.model_dump(mode="python") for i in items],
+        "duplicates": duplicates,
+        "updated_at": datetime.now(UTC),
+    }
+    await versioned_upsert(db[RELATED], article_id, rev, doc)
+    event = LinkedEvent(
+        producer="linking",
+        correlation_id=correlation_id,
+        payload=ArticleLinked(article_id=article_id, rev=rev, related=items, duplicates=duplicates),
+    )
+    await publisher.publish(
+        settings.kafka.topic_linked,
+        article_id,
+        event.to_bytes(),
+        {HEADER_CORRELATION: correlation_id, HEADER_EVENT_TYPE: event.event_type, HEADER_EVENT_ID: event.event_id},
+    )
+
+
+async def handle_stored(msg: Message, *, state: LinkingState, db: AsyncDatabase, publisher: Publisher,
+                        settings: LinkingSettings) -> None:
+    try:
+        event = StoredEvent.model_validate_json(msg.value or b"")
+    except ValidationError as exc:
+        raise PermanentError(f"not an article.stored event: {exc.errors()[0]['msg'] if exc.errors() else exc}") from None
+    article = event.payload.article
+    structlog.contextvars.bind_contextvars(article_id=article.id, version=article.version, event_id=event.event_id)
+    if article.pub_status == "usable":
+        affected = state.add(article)
+        targets = [article.id, *[a for a in affected if a != article.id]]
+    else:
+        affected = state.remove(article.id)
+        targets = [article.id, *[a for a in affected if a != article.id]]
+    for target in targets:
+        await write_related(target, state=state, db=db, publisher=publisher, settings=settings,
+                            correlation_id=event.correlation_id)
+    log.info("linked", change=event.payload.change, backlinked=len(targets) - 1)
+
+
+async def rebuild_from_database(state: LinkingState, db: AsyncDatabase, *, batch_size: int) -> int:
+    """Fill the index from the stored articles (start-up; off the request path)."""
+    count = 0
+    cursor = db[ARTICLES].find({"pub_status": "usable"}, batch_size=batch_size)
+    async for raw in cursor:
+        try:
+            article = Article.model_validate({**raw, "id": raw["_id"]})
+        except ValidationError:
+            log.warning("rebuild_skipped_invalid", article_id=raw.get("_id"))
+            continue
+        state.add(article)
+        count += 1
+    return count
+
+
+def search(state: LinkingState, query: str, *, language: str | None, limit: int, offset: int) -> dict[str, Any]:
+    total, matches = state.index.search(query, language=language, limit=limit, offset=offset)
+    hits = []
+    for m in matches:
+        raw = state.teasers.get(m.id)
+        if raw is not None:
+            hits.append({"teaser": json.loads(raw), "score": round(m.score, 4)})
+    return {"total": total, "hits": hits, "terms": state.index.highlight_terms(query)}

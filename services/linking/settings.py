@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.settings import (
+    KafkaSettings, LogSettings, MongoSettings, RetrySettings, kafka_field, log_field, mongo_field, retry_field,
+)
+
+
+class LinkingSettings(BaseSettings):
+    """Settings of the linking service (env prefix ``KAZPOST_LINKING_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="KAZPOST_LINKING_", env_nested_delimiter="__", extra="ignore")
+
+    kafka: KafkaSettings = kafka_field()
+    mongo: MongoSettings = mongo_field()
+    log: LogSettings = log_field()
+    retry: RetrySettings = retry_field()
+    group_id: str = "kazpost-linking"
+    # Internal HTTP port: /healthz, /readyz, /metrics and the search API the gateway calls.
+    ops_host: str = "127.0.0.1"
+    ops_port: int | None = 8093
+    k: int = Field(default=6, ge=1, le=50, description="related articles per article")
+    backlink_limit: int = Field(default=20, ge=0, le=200)
+    rebuild_batch_size: int = Field(default=500, ge=10)

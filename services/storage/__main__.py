@@ -1,0 +1,3 @@
+from services.storage.app import main
+
+main()

@@ -1,0 +1,163 @@
+"""Storage's handler: version-guarded article writes, precomputed listings, then "stored"."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.storage.settings import StorageSettings
+from shared.events import Article, ArticleStored, IngestedEvent, StoredEvent, Teaser, teaser_of
+from shared.kafka import HEADER_CORRELATION, HEADER_EVENT_ID, HEADER_EVENT_TYPE, Message, PermanentError, Publisher
+from shared.mongo import ARTICLES, FRONTS, VERSIONS, insert_once, read_modify_write, versioned_upsert
+
+log = structlog.get_logger("storage")
+
+HOME = "front:home"
+
+
+def section_front(slug: str) -> str:
+    return f"front:section:{slug}"
+
+
+def tag_front(slug: str) -> str:
+    return f"front:tag:{slug}"
+
+
+def fronts_of(doc: dict[str, Any] | None, tag_limit: int) -> dict[str, dict[str, str]]:
+    """The listing documents an article appears in, with their kind/slug/name."""
+    if not doc or doc.get("pub_status") != "usable":
+        return {}
+    out = {HOME: {"kind": "home", "slug": "home", "name": "Home"}}
+    section = doc.get("section")
+    if section:
+        out[section_front(section["slug"])] = {"kind": "section", **section}
+    for tag in (doc.get("tags") or [])[:tag_limit]:
+        out[tag_front(tag["slug"])] = {"kind": "tag", **tag}
+    return out
+
+
+def article_document(article: Article, previous: dict[str, Any] | None, *, history_size: int, now: datetime) -> dict[str, Any]:
+    """The page-shaped article document (``_id`` = article id), without ``_id``/``version``."""
+    history = [h for h in (previous or {}).get("history", []) if h.get("version") != article.version]
+    history.append({"version": article.version, "version_created": article.version_created, "pub_status": article.pub_status})
+    history = sorted(history, key=lambda h: h["version"])[-history_size:]
+    base = {
+        "uri": article.uri,
+        "pub_status": article.pub_status,
+        "slug": article.slug,
+        "content_hash": article.content_hash,
+        "history": history,
+        "stored_at": now,
+    }
+    if article.pub_status == "canceled":
+        # A kill is a takedown: the page answers 410 and nothing of the content is kept here.
+        return {**base, "killed_at": now, "headline": None, "body_html": "", "body_text": "", "standfirst": None,
+                "lead_image": None, "section": (previous or {}).get("section"), "tags": (previous or {}).get("tags", [])}
+    fields = article.model_dump(mode="python", exclude={"id", "version"})
+    return {**fields, **base, "killed_at": None}
+
+
+def _place(items: list[dict[str, Any]], teaser: dict[str, Any] | None, article_id: str, size: int) -> list[dict[str, Any]] | None:
+    """New item list with the article placed (or removed when teaser is None); None = unchanged."""
+    rest = [i for i in items if i.get("id") != article_id]
+    if teaser is None:
+        return rest if len(rest) != len(items) else None
+    if any(i.get("id") == article_id and i == teaser for i in items):
+        return None
+    rest.append(teaser)
+    rest.sort(key=lambda i: (i["published_at"], i["id"]), reverse=True)
+    return rest[:size]
+
+
+async def update_front(db: AsyncDatabase, front_id: str, meta: dict[str, str], article_id: str, teaser: Teaser | None, *, size: int) -> bool:
+    teaser_doc = teaser.model_dump(mode="python") if teaser else None
+
+    def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        if current is None and teaser_doc is None:
+            return None
+        items = _place(list((current or {}).get("items", [])), teaser_doc, article_id, size)
+        fields: dict[str, Any] = {}
+        if items is not None:
+            fields.update(items=items, updated_at=datetime.now(UTC))
+        if current is None or any(current.get(k) != v for k, v in meta.items()):
+            fields.update(meta)
+        if front_id == HOME and teaser_doc is not None and teaser_doc.get("section"):
+            sections = list((current or {}).get("sections", []))
+            if teaser_doc["section"] not in sections:
+                sections.append(teaser_doc["section"])
+                sections.sort(key=lambda s: s["name"])
+                fields["sections"] = sections
+        return fields or None
+
+    return await read_modify_write(db[FRONTS], front_id, change)
+
+
+async def handle_ingested(msg: Message, *, db: AsyncDatabase, publisher: Publisher, settings: StorageSettings) -> None:
+    try:
+        event = IngestedEvent.model_validate_json(msg.value or b"")
+    except ValidationError as exc:
+        raise PermanentError(f"not an article.ingested event: {exc.errors()[0]['msg'] if exc.errors() else exc}") from None
+    article = event.payload.article
+    structlog.contextvars.bind_contextvars(article_id=article.id, version=article.version, event_id=event.event_id)
+    now = datetime.now(UTC)
+    articles = db[ARTICLES]
+
+    previous = await articles.find_one({"_id": article.id})
+    previous_version = int(previous["version"]) if previous else None
+    if previous_version is not None and previous_version > article.version:
+        log.info("stale_version_ignored", stored_version=previous_version)
+        return
+    if previous_version == article.version and previous is not None and previous.get("content_hash") != article.content_hash:
+        log.warning("conflicting_content_for_same_version_ignored", stored_version=previous_version)
+        return
+    if previous_version != article.version:
+        doc = article_document(article, previous, history_size=settings.history_size, now=now)
+        if not await versioned_upsert(articles, article.id, article.version, doc):
+            log.info("stale_version_ignored", reason="a newer version was written concurrently")
+            return
+        new_state = {**doc, "version": article.version}
+    else:
+        # Re-delivery of what is already stored: re-apply the idempotent steps below so a crash
+        # between the write and the publish loses nothing.
+        new_state = previous
+        previous = None
+
+    await insert_once(db[VERSIONS], {"_id": f"{article.id}:{article.version}", "article_id": article.id,
+                                     **article.model_dump(mode="python", exclude={"id"}), "stored_at": now})
+
+    old_fronts = fronts_of(previous, settings.tag_fronts_per_article)
+    new_fronts = fronts_of(new_state, settings.tag_fronts_per_article)
+    teaser = teaser_of(article) if article.pub_status == "usable" else None
+    for front_id, meta in new_fronts.items():
+        await update_front(db, front_id, meta, article.id, teaser, size=settings.front_size)
+    for front_id, meta in old_fronts.items():
+        if front_id not in new_fronts:
+            await update_front(db, front_id, meta, article.id, None, size=settings.front_size)
+    if article.pub_status != "usable" and new_state is not None:
+        # Killed/withheld: make sure it leaves the lists it was in (also on a re-delivery).
+        for front_id, meta in fronts_of({**new_state, "pub_status": "usable"}, settings.tag_fronts_per_article).items():
+            await update_front(db, front_id, meta, article.id, None, size=settings.front_size)
+
+    earlier = [h["version"] for h in new_state.get("history", []) if h["version"] < article.version]
+    if article.pub_status == "canceled":
+        change = "killed"
+    elif article.pub_status == "withheld":
+        change = "withheld"
+    else:
+        change = "updated" if earlier else "created"
+    stored = StoredEvent(
+        producer="storage",
+        correlation_id=event.correlation_id,
+        payload=ArticleStored(article=article, change=change, previous_version=max(earlier) if earlier else None),
+    )
+    await publisher.publish(
+        settings.kafka.topic_stored,
+        article.id,
+        stored.to_bytes(),
+        {HEADER_CORRELATION: stored.correlation_id, HEADER_EVENT_TYPE: stored.event_type, HEADER_EVENT_ID: stored.event_id},
+    )
+    log.info("stored", change=change)

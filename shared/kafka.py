@@ -1,0 +1,385 @@
+"""Kafka runtime shared by every service.
+
+- :func:`make_producer`: idempotent producer (acks=all), batching (never await each send).
+- :class:`Publisher`: queues sends; :meth:`Publisher.drain` awaits their acknowledgements.
+- :class:`ConsumerRunner`: the consumer loop: fetch a batch, run the handler per message with
+  bounded retries for transient errors, dead-letter poison messages with the reason in headers,
+  wait for every produced event to be acknowledged, then commit. Stops gracefully.
+- :func:`ensure_topics`: explicit topic creation (brokers run with auto-creation off).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from shared import metrics
+from shared.settings import KafkaSettings, RetrySettings
+
+log = structlog.get_logger("kafka")
+
+HEADER_CORRELATION = "correlation_id"
+HEADER_EVENT_TYPE = "event_type"
+HEADER_EVENT_ID = "event_id"
+DLQ_REASON = "dlq.reason"
+DLQ_ERROR = "dlq.error_type"
+DLQ_TOPIC = "dlq.source_topic"
+DLQ_PARTITION = "dlq.source_partition"
+DLQ_OFFSET = "dlq.source_offset"
+DLQ_ATTEMPTS = "dlq.attempts"
+DLQ_FAILED_AT = "dlq.failed_at"
+DLQ_SERVICE = "dlq.service"
+
+
+class PermanentError(Exception):
+    """The message can never be processed (invalid input): dead-letter it at once."""
+
+
+class TransientError(Exception):
+    """A dependency failed in a way that may pass (timeout, connection refused): retry."""
+
+
+@dataclass(slots=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes] = field(default_factory=dict)
+    timestamp_ms: int = 0
+
+    @property
+    def correlation_id(self) -> str:
+        raw = self.headers.get(HEADER_CORRELATION)
+        if raw:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = ""
+            if 0 < len(text) <= 200 and text.isprintable():
+                return text
+        return uuid.uuid4().hex
+
+
+def make_producer(settings: KafkaSettings, client_id: str, **overrides: Any) -> AIOKafkaProducer:
+    options: dict[str, Any] = dict(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id_prefix}-{client_id}",
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=settings.linger_ms,
+        max_batch_size=settings.max_batch_size,
+        max_request_size=settings.max_request_size,
+        request_timeout_ms=settings.request_timeout_ms,
+    )
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def make_consumer(
+    settings: KafkaSettings, topics: Sequence[str], *, group_id: str | None, client_id: str, **overrides: Any
+) -> AIOKafkaConsumer:
+    options: dict[str, Any] = dict(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id_prefix}-{client_id}",
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=settings.max_request_size,
+        fetch_max_bytes=4 * settings.max_request_size,
+        request_timeout_ms=settings.request_timeout_ms,
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=1_000,
+        max_poll_interval_ms=300_000,
+    )
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)
+
+
+def header_list(headers: dict[str, str | bytes]) -> list[tuple[str, bytes]]:
+    return [(k, v if isinstance(v, bytes) else str(v).encode("utf-8")) for k, v in headers.items()]
+
+
+class Publisher:
+    """Queues sends on an idempotent producer; ``drain()`` awaits all acknowledgements."""
+
+    def __init__(self, producer: AIOKafkaProducer, *, service: str) -> None:
+        self._producer = producer
+        self._service = service
+        self._pending: list[asyncio.Future] = []
+
+    async def publish(
+        self,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes,
+        headers: dict[str, str | bytes] | None = None,
+    ) -> None:
+        fut = await self._producer.send(
+            topic,
+            value=value,
+            key=key.encode("utf-8") if isinstance(key, str) else key,
+            headers=header_list(headers or {}),
+        )
+        self._pending.append(fut)
+        metrics.MESSAGES_PRODUCED.labels(self._service, topic).inc()
+
+    async def drain(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*pending)
+
+
+Handler = Callable[[Message], Awaitable[None]]
+TransientCheck = Callable[[BaseException], bool]
+
+
+def _default_transient(exc: BaseException) -> bool:
+    if isinstance(exc, TransientError | asyncio.TimeoutError | ConnectionError | OSError):
+        return True
+    if isinstance(exc, KafkaError):  # broker unavailable, leadership moved, request timed out
+        return True
+    try:
+        from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, PyMongoError, WTimeoutError
+
+        if isinstance(exc, ConnectionFailure | NetworkTimeout | ExecutionTimeout | WTimeoutError):
+            return True
+        if isinstance(exc, PyMongoError) and exc.timeout:
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    return False
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, runner: "ConsumerRunner") -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        # The batch in progress holds the lock; wait for it, then commit what is done.
+        async with self._runner._lock:
+            await self._runner._commit_processed(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        log.info("partitions_assigned", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
+
+
+class ConsumerRunner:
+    """Consume → handle → (drain producer) → commit, with retries and dead-lettering."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        topics: Sequence[str],
+        handler: Handler,
+        *,
+        service: str,
+        dlq_producer: AIOKafkaProducer,
+        publisher: Publisher | None = None,
+        retry: RetrySettings | None = None,
+        dlq_suffix: str = ".dlq",
+        is_transient: TransientCheck = _default_transient,
+        max_records: int = 200,
+        unexpected_attempts: int = 3,
+    ) -> None:
+        self.consumer = consumer
+        self.topics = list(topics)
+        self.handler = handler
+        self.service = service
+        self.dlq_producer = dlq_producer
+        self.publisher = publisher
+        self.retry = retry or RetrySettings()
+        self.dlq_suffix = dlq_suffix
+        self.is_transient = is_transient
+        self.max_records = max_records
+        self.unexpected_attempts = unexpected_attempts
+        self._stop = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._processed: dict[TopicPartition, int] = {}
+        self.assigned = False
+        self.last_batch_at = time.monotonic()
+
+    def subscribe(self) -> None:
+        self.consumer.subscribe(self.topics, listener=_Rebalance(self))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; finishes the batch in hand and commits before returning."""
+        log.info("consumer_started", topics=self.topics)
+        while not self._stop.is_set():
+            try:
+                batch = await self.consumer.getmany(timeout_ms=300, max_records=self.max_records)
+            except KafkaError as exc:
+                log.warning("fetch_failed", error=repr(exc))
+                await asyncio.sleep(1.0)
+                continue
+            self.assigned = bool(self.consumer.assignment())
+            self.last_batch_at = time.monotonic()
+            if not batch:
+                continue
+            async with self._lock:
+                for tp, records in batch.items():
+                    for record in records:
+                        msg = Message(
+                            topic=record.topic,
+                            partition=record.partition,
+                            offset=record.offset,
+                            key=record.key,
+                            value=record.value,
+                            headers={k: v for k, v in (record.headers or ())},
+                            timestamp_ms=record.timestamp,
+                        )
+                        await self._process(msg)
+                        self._processed[tp] = record.offset + 1
+                    metrics.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(
+                        max(0, (self.consumer.highwater(tp) or 0) - self._processed.get(tp, 0))
+                    )
+                await self._commit_processed(list(batch))
+        async with self._lock:
+            await self._commit_processed(list(self._processed))
+        log.info("consumer_stopped")
+
+    async def _commit_processed(self, tps: list[TopicPartition]) -> None:
+        offsets = {tp: self._processed[tp] for tp in tps if tp in self._processed}
+        if not offsets:
+            return
+        # Every event produced for these messages must be acknowledged before the commit.
+        if self.publisher is not None:
+            await self._with_retry(self.publisher.drain, what="drain")
+        await self.dlq_producer.flush()
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaError as exc:  # membership changed: the next owner re-processes (idempotent)
+            log.warning("commit_failed", error=repr(exc))
+        for tp in offsets:
+            self._processed.pop(tp, None)
+
+    async def _with_retry(self, fn: Callable[[], Awaitable[None]], *, what: str) -> None:
+        delay = self.retry.initial_backoff_s
+        while True:
+            try:
+                await fn()
+                return
+            except Exception as exc:
+                if not self.is_transient(exc):
+                    raise  # a bug or a rejected send: crash, restart, re-process (idempotent)
+                log.warning("retrying", what=what, error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry.max_backoff_s)
+
+    async def _process(self, msg: Message) -> None:
+        structlog.contextvars.bind_contextvars(
+            topic=msg.topic, partition=msg.partition, offset=msg.offset,
+            correlation_id=msg.headers.get(HEADER_CORRELATION, b"").decode("utf-8", "replace") or None,
+            event_id=msg.headers.get(HEADER_EVENT_ID, b"").decode("utf-8", "replace") or None,
+            article_id=msg.key.decode("utf-8", "replace") if msg.key else None,
+        )
+        attempt = 0
+        delay = self.retry.initial_backoff_s
+        started = time.perf_counter()
+        try:
+            while True:
+                attempt += 1
+                try:
+                    await self.handler(msg)
+                    metrics.MESSAGES_CONSUMED.labels(self.service, msg.topic, "ok").inc()
+                    return
+                except PermanentError as exc:
+                    await self._dead_letter(msg, reason=str(exc), error=type(exc).__name__, attempts=attempt)
+                    return
+                except Exception as exc:
+                    transient = self.is_transient(exc)
+                    limit = self.retry.max_attempts if transient else self.unexpected_attempts
+                    if attempt >= limit:
+                        await self._dead_letter(
+                            msg,
+                            reason=f"{'transient' if transient else 'unexpected'} failure after {attempt} attempts: {exc!r}"[:1000],
+                            error=type(exc).__name__,
+                            attempts=attempt,
+                        )
+                        return
+                    log.warning("handler_retry", attempt=attempt, error=repr(exc)[:500], transient=transient)
+                    await asyncio.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, self.retry.max_backoff_s)
+        finally:
+            metrics.HANDLER_SECONDS.labels(self.service, msg.topic).observe(time.perf_counter() - started)
+            structlog.contextvars.unbind_contextvars(
+                "topic", "partition", "offset", "correlation_id", "event_id", "article_id"
+            )
+
+    async def _dead_letter(self, msg: Message, *, reason: str, error: str, attempts: int) -> None:
+        headers = dict(msg.headers)
+        headers.update(
+            {
+                DLQ_REASON: reason.encode("utf-8", "replace"),
+                DLQ_ERROR: error.encode(),
+                DLQ_TOPIC: msg.topic.encode(),
+                DLQ_PARTITION: str(msg.partition).encode(),
+                DLQ_OFFSET: str(msg.offset).encode(),
+                DLQ_ATTEMPTS: str(attempts).encode(),
+                DLQ_FAILED_AT: str(int(time.time() * 1000)).encode(),
+                DLQ_SERVICE: self.service.encode(),
+            }
+        )
+        dlq_topic = msg.topic + self.dlq_suffix
+        await self._with_retry(
+            lambda: self._send_dlq(dlq_topic, msg, headers), what="dead_letter"
+        )
+        metrics.MESSAGES_CONSUMED.labels(self.service, msg.topic, "dead_lettered").inc()
+        log.warning("dead_lettered", reason=reason[:300], dlq_topic=dlq_topic, attempts=attempts)
+
+    async def _send_dlq(self, topic: str, msg: Message, headers: dict[str, bytes]) -> None:
+        await self.dlq_producer.send_and_wait(
+            topic, value=msg.value, key=msg.key, headers=list(headers.items())
+        )
+
+
+async def ensure_topics(settings: KafkaSettings, topics: Iterable[str], *, partitions: int | None = None) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.client_id_prefix}-admin"
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for t in dict.fromkeys(topics) if t not in existing]
+        if not wanted:
+            return []
+        response = await admin.create_topics(
+            [NewTopic(t, partitions or settings.partitions, settings.replication_factor) for t in wanted]
+        )
+        for name, code, *_ in response.topic_errors:
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise KafkaError(f"could not create topic {name}: error {code}")
+        return wanted
+    finally:
+        await admin.close()
+
+
+def all_topics(settings: KafkaSettings) -> list[str]:
+    return [
+        settings.topic_upstream,
+        settings.topic_upstream_dlq,
+        settings.topic_ingested,
+        settings.topic_ingested_dlq,
+        settings.topic_stored,
+        settings.topic_stored_dlq,
+        settings.topic_linked,
+    ]

@@ -1,0 +1,68 @@
+"""Gateway helpers: cursor pagination, cache invalidation, conditional responses."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.gateway.cache import MISSING, Cache
+from services.gateway.views import cursor_of, make_page, page_after, visible
+
+T0 = datetime(2026, 11, 27, tzinfo=UTC)
+
+
+def items(n: int) -> list[dict]:
+    return [{"id": f"{i:016x}", "published_at": T0 - timedelta(minutes=i)} for i in range(n)]
+
+
+def test_cursor_pages_are_stable_when_new_items_arrive():
+    listing = items(10)
+    first, cursor = page_after(listing, None, 4)
+    assert [i["id"] for i in first] == [i["id"] for i in listing[:4]] and cursor == cursor_of(listing[3])
+    newer = [{"id": "ffffffffffffffff", "published_at": T0 + timedelta(minutes=5)}, *listing]
+    second, cursor2 = page_after(newer, cursor, 4)
+    assert [i["id"] for i in second] == [i["id"] for i in listing[4:8]]
+    last, cursor3 = page_after(newer, cursor2, 4)
+    assert [i["id"] for i in last] == [i["id"] for i in listing[8:]] and cursor3 is None
+
+
+@pytest.mark.parametrize("bad", ["x", "1-2", "123-ZZZZZZZZZZZZZZZZ", "-1-0123456789abcdef", "1" * 20 + "-0123456789abcdef"])
+def test_malformed_cursor(bad):
+    with pytest.raises(ValueError):
+        page_after(items(3), bad, 2)
+
+
+def test_visible_respects_embargo():
+    assert visible({"embargoed_until": None}, T0)
+    assert not visible({"embargoed_until": T0 + timedelta(seconds=1)}, T0)
+    assert visible({"embargoed_until": T0}, T0)
+
+
+def test_cache_invalidation_drops_dependent_pages():
+    cache = Cache(ttl=60, max_entries=100)
+    cache.put_doc("articles:a", {"x": 1})
+    cache.put_page("page:article:a", make_page("<p>a</p>"), {"articles:a", "related:a"})
+    cache.put_page("page:home", make_page("<p>home</p>"), {"fronts:front:home"})
+    assert cache.get_doc("articles:a") == {"x": 1}
+    cache.invalidate("related:a")
+    assert cache.get_page("page:article:a") is None and cache.get_page("page:home") is not None
+    cache.invalidate_prefix("fronts:")
+    assert cache.get_page("page:home") is None
+    cache.invalidate("articles:a")
+    assert cache.get_doc("articles:a") is MISSING
+
+
+def test_cache_is_bounded():
+    cache = Cache(ttl=60, max_entries=100)
+    for i in range(250):
+        cache.put_page(f"p{i}", make_page(str(i)), {f"d{i}"})
+        cache.put_doc(f"d{i}", i)
+    assert cache.get_page("p0") is None and cache.get_page("p249") is not None
+    assert cache.get_doc("d0") is MISSING and cache.get_doc("d249") == 249
+
+
+def test_make_page_etag_and_gzip():
+    small, large = make_page("x"), make_page("y" * 5000)
+    assert small.gzip_body is None and large.gzip_body is not None and len(large.gzip_body) < 200
+    assert small.etag != large.etag and small.etag == make_page("x").etag
