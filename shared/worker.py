@@ -42,7 +42,9 @@ class Worker:
         self.service = service
         self.producer = make_producer(kafka, service)
         self.publisher = Publisher(self.producer, service=service)
-        self.consumer = make_consumer(kafka, topics, group_id=group_id, client_id=service)
+        # Subscribed (with the rebalance listener) by the runner, before start: subscribing twice
+        # makes aiokafka rejoin the group and its fetcher fail.
+        self.consumer = make_consumer(kafka, [], group_id=group_id, client_id=service)
         self.runner = ConsumerRunner(
             self.consumer,
             topics,
@@ -75,8 +77,8 @@ class Worker:
         if self._on_start is not None:
             await self._on_start()
         await self.producer.start()
-        await self.consumer.start()
         self.runner.subscribe()
+        await self.consumer.start()
         if self._ops_port is not None:
             self._ops = await start_ops_server(self._ops_host, self._ops_port, self.ready, self._extra_routes)
         self._started = True

@@ -36,6 +36,7 @@ log = structlog.get_logger("gateway")
 SETTINGS = web.AppKey("settings", GatewaySettings)
 VIEWS = web.AppKey("views", Views)
 CACHE = web.AppKey("cache", Cache)
+CACHE_LISTENING = web.AppKey("cache_listening", asyncio.Event)
 
 CSP = (
     "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "
@@ -105,6 +106,7 @@ async def invalidation_loop(app: web.Application) -> None:
     try:
         while True:
             batch = await consumer.getmany(timeout_ms=500, max_records=500)
+            app[CACHE_LISTENING].set()
             for records in batch.values():
                 for record in records:
                     article_id = (record.key or b"").decode("utf-8", "replace")
@@ -122,6 +124,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[SETTINGS] = settings
     cache = Cache(ttl=settings.cache_ttl_s, max_entries=settings.cache_max_entries)
     app[CACHE] = cache
+    app[CACHE_LISTENING] = asyncio.Event()
     client = make_client(settings.mongo, app_name="gateway")
     db = database(client, settings.mongo)
     producer = make_producer(settings.kafka, "gateway")

@@ -97,7 +97,7 @@ _NON_SLUG = re.compile(r"[^a-z0-9]+")
 
 def slugify(text: str, *, max_len: int = 80) -> str:
     lowered = text.lower()
-    out = "".join(_TRANSLIT.get(c, c) for c in lowered)
+    out = "".join(_TRANSLIT.get(c, c) if c.isalnum() else " " for c in lowered)
     out = unicodedata.normalize("NFKD", out).encode("ascii", "ignore").decode("ascii")
     out = _NON_SLUG.sub("-", out).strip("-")
     if len(out) > max_len:

@@ -101,26 +101,28 @@ class TfidfBaseline:
 
 
 class _Matrix:
-    """Dense-vocabulary sparse rows for brute-force baseline retrieval."""
+    """Inverted index over L2-normalised sparse vectors for brute-force baseline retrieval."""
 
     def __init__(self, vecs: list[dict[str, float]]) -> None:
-        vocab: dict[str, int] = {}
-        rows, cols, vals = [], [], []
+        self.vecs = vecs
+        post: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         for i, v in enumerate(vecs):
             for t, x in v.items():
-                rows.append(i)
-                cols.append(vocab.setdefault(t, len(vocab)))
-                vals.append(x)
-        self.vocab = vocab
-        self.m = np.zeros((len(vecs), len(vocab)), np.float32)
-        self.m[rows, cols] = vals
+                post[t][0].append(i)
+                post[t][1].append(x)
+        self.post = {t: (np.asarray(d, np.int64), np.asarray(w, np.float64)) for t, (d, w) in post.items()}
 
     def scores(self, i: int) -> np.ndarray:
-        return self.m @ self.m[i]
+        """Cosine of doc i with every doc (dense result)."""
+        out = np.zeros(len(self.vecs))
+        for t, x in self.vecs[i].items():
+            d, w = self.post[t]
+            out[d] += x * w
+        return out
 
 
 # ------------------------------------------------------------------------------------ SemEval
-def eval_semeval(path: Path) -> dict:
+def eval_semeval(path: Path, tuning: dict | None = None) -> dict:
     rows = list(csv.DictReader(open(path, encoding="utf-8", newline="")))
     arts: dict[str, tuple[str, str]] = {}
     for r in rows:
@@ -130,7 +132,7 @@ def eval_semeval(path: Path) -> dict:
     ids = list(arts)
     docs = {i: Doc(i, lang, "", text, 0.0) for i, (lang, text) in arts.items()}
     t0 = time.perf_counter()
-    index = RelatedIndex()
+    index = RelatedIndex(**(tuning or {}))
     for i in ids:
         index.upsert(docs[i])
     build_s = time.perf_counter() - t0
@@ -190,7 +192,7 @@ def eval_semeval(path: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------ LP50
-def eval_lp50(docs_path: Path, pairs_path: Path, background_path: Path | None) -> dict:
+def eval_lp50(docs_path: Path, pairs_path: Path, background_path: Path | None, tuning: dict | None = None) -> dict:
     docs: dict[str, str] = {}
     with open(docs_path, encoding="utf-8", newline="") as f:
         for r in csv.DictReader(f, delimiter="\t"):
@@ -198,7 +200,7 @@ def eval_lp50(docs_path: Path, pairs_path: Path, background_path: Path | None) -
     background = []
     if background_path and background_path.exists():
         background = [ln.strip() for ln in open(background_path, encoding="utf-8", errors="replace") if ln.strip()]
-    index = RelatedIndex()
+    index = RelatedIndex(**(tuning or {}))
     for n, text in enumerate(background):
         index.upsert(Doc(f"bg{n}", "en", "", text, 0.0))
     dd = {i: Doc(f"lp{i}", "en", "", t, 0.0) for i, t in docs.items()}
@@ -220,10 +222,10 @@ def eval_lp50(docs_path: Path, pairs_path: Path, background_path: Path | None) -
 
 
 # ------------------------------------------------------------------------------------ BBC
-def eval_bbc(path: Path, k: int = 6, seed: int = 20050101) -> dict:
+def eval_bbc(path: Path, k: int = 6, seed: int = 20050101, tuning: dict | None = None) -> dict:
     rows = list(csv.DictReader(open(path, encoding="utf-8", newline="")))
     random.Random(seed).shuffle(rows)  # the file is sorted by category: use a fixed random arrival order
-    index = RelatedIndex(k=k)
+    index = RelatedIndex(k=k, **(tuning or {}))
     cat = {r["doc_id"]: r["category"] for r in rows}
     prec, lengths, lat = [], [], []
     for n, r in enumerate(rows):

@@ -35,10 +35,13 @@ from typing import Iterable
 
 import numpy as np
 
-try:  # Snowball stemmers (pure Python); optional at import time, required for en/ru quality
-    import snowballstemmer as _snowball
-except ImportError:  # pragma: no cover - dependency is pinned for the service
-    _snowball = None
+try:  # Snowball stemmers: PyStemmer (C) when installed, else the pure-Python snowballstemmer
+    import Stemmer as _snowball  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on the environment
+    try:
+        import snowballstemmer as _snowball  # type: ignore[no-redef]
+    except ImportError:  # pragma: no cover
+        _snowball = None
 
 __all__ = ["Doc", "Match", "RelatedIndex", "Analyzer", "tokenize"]
 
@@ -139,19 +142,23 @@ _SNOWBALL_NAMES = {
     "ne": "nepali", "hi": "hindi", "fa": "persian", "ta": "tamil", "yi": "yiddish",
 }
 
-# Kazakh light stemmer: inflectional suffixes, longest first.
+# Kazakh light stemmer: inflectional suffixes (longest first), then a 5-letter prefix cut, which
+# is robust for agglutinative languages.  Endings that also end many roots (-ы/-і, -ны/-ды/-ты,
+# -сы/-сі) are only removed word-finally and only from long words.
 _KK_SUFFIXES = sorted(
     """лар лер дар дер тар тер ның нің дың дің тың тің ға ге қа ке нда нде да де та те нан
-    нен дан ден тан тен мен бен пен ны ні ды ді ты ті ым ім ың ің сы сі мыз міз ңыз ңіз
-    ымыз іміз сын сің ған ген қан кен атын етін йтын йтін ып іп уда уде ушы уші ы і""".split(),
+    нен дан ден тан тен мен бен пен ым ім ың ің мыз міз ңыз ңіз ымыз іміз сың ған ген
+    қан кен атын етін йтын йтін ып іп уда уде ушы уші""".split(),
     key=len,
     reverse=True,
 )
+_KK_FINAL = ("ны", "ні", "ды", "ді", "ты", "ті", "сы", "сі", "ы", "і")
+_KK_PREFIX = 5
 
 _TRANSLIT = {
     "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh", "з": "z",
     "и": "i", "й": "i", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o", "п": "p", "р": "r",
-    "с": "s", "т": "t", "у": "u", "ф": "f", "х": "h", "ц": "ts", "ч": "ch", "ш": "sh",
+    "с": "s", "т": "t", "у": "u", "ф": "f", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh",
     "щ": "sh", "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "iu", "я": "ia",
     "ә": "a", "ғ": "g", "қ": "k", "ң": "n", "ө": "o", "ұ": "u", "ү": "u", "һ": "h", "і": "i",
     "є": "e", "ї": "i", "ґ": "g",
@@ -160,11 +167,14 @@ _TRANSLIT = {
     "ł": "l", "ś": "s", "ź": "z", "ż": "z", "ć": "c", "ń": "n", "ą": "a", "ę": "e", "ô": "o",
 }
 _TRANSLIT_TABLE = str.maketrans(_TRANSLIT)
-_ENTITY_NORMALISE = (("kh", "h"), ("ph", "f"), ("ck", "k"), ("c", "k"), ("q", "k"),
-                     ("x", "ks"), ("w", "v"), ("y", "i"), ("j", "i"), ("zh", "i"))
+_ENTITY_NORMALISE = (("ph", "f"), ("ck", "k"), ("ch", "c"), ("c", "k"), ("q", "k"), ("kh", "k"),
+                     ("x", "ks"), ("w", "v"), ("zh", "j"), ("j", "i"), ("y", "i"))
+_GLIDE_RE = re.compile(r"(?<=[aeiou])y(?=[aeiou])|^y(?=e)")
 
 _WORD_RE = re.compile(r"[^\W_]+")
 _SENT_END = frozenset('.!?…:;"«»“”\n')
+# (sentence-ending punctuation right before the word, word)
+_TOKP_RE = re.compile(r'([.!?…:;"«»“”\n]?)[ \t\r]*([^\W_]+)')
 
 
 def tokenize(text: str) -> list[str]:
@@ -173,21 +183,25 @@ def tokenize(text: str) -> list[str]:
 
 
 def _kk_stem(word: str) -> str:
+    for suf in _KK_FINAL:
+        if word.endswith(suf) and len(word) - len(suf) >= 5:
+            word = word[: -len(suf)]
+            break
     for _ in range(3):
         for suf in _KK_SUFFIXES:
-            if word.endswith(suf) and len(word) - len(suf) >= (4 if len(suf) == 1 else 3):
+            if word.endswith(suf) and len(word) - len(suf) >= 3:
                 word = word[: -len(suf)]
                 break
         else:
             break
-    return word
+    return word[:_KK_PREFIX]
 
 
 def entity_key(token: str) -> str | None:
     """Language-neutral key for a name or number: transliterated, normalised, prefix-cut."""
     if token.isdigit():
         return "#" + token if len(token) >= 2 else None
-    s = token.lower().translate(_TRANSLIT_TABLE)
+    s = _GLIDE_RE.sub("", token.lower().translate(_TRANSLIT_TABLE))
     for a, b in _ENTITY_NORMALISE:
         s = s.replace(a, b)
     s = re.sub(r"(.)\1+", r"\1", s)
@@ -199,10 +213,11 @@ def entity_key(token: str) -> str | None:
 class Analyzer:
     """Language-aware analysis with per-language stem caches."""
 
-    def __init__(self, cache_size: int = 300_000) -> None:
+    def __init__(self, cache_size: int = 60_000) -> None:
         self._stemmers: dict[str, object | None] = {}
         self._caches: dict[str, dict[str, str]] = {}
         self._cache_size = cache_size
+        self._ekeys: dict[str, str | None] = {}
 
     def _stemmer(self, lang: str):
         if lang not in self._stemmers:
@@ -210,66 +225,80 @@ class Analyzer:
             st = None
             if name and _snowball is not None:
                 try:
-                    st = _snowball.stemmer(name)
+                    st = (_snowball.Stemmer(name) if hasattr(_snowball, "Stemmer")
+                          else _snowball.stemmer(name))
                 except (KeyError, ValueError):
                     st = None
             self._stemmers[lang] = st
         return self._stemmers[lang]
 
     def stem(self, word: str, lang: str) -> str:
+        """Stem of one lower-cased word in the given language (cached)."""
         cache = self._caches.get(lang)
-        if cache is None:
+        if cache is None or len(cache) >= self._cache_size:
             cache = self._caches[lang] = {}
         s = cache.get(word)
-        if s is not None:
-            return s
-        if word.isdigit():
-            s = word
-        elif lang == "kk":
-            s = _kk_stem(word)
-        else:
-            st = self._stemmer(lang)
-            if st is None and lang not in _SNOWBALL_NAMES and any("а" <= c <= "я" for c in word):
-                st = self._stemmer("ru")
-            s = st.stemWord(word) if st is not None else word
-        if len(cache) >= self._cache_size:
-            cache.clear()
-        cache[word] = s
+        if s is None or (s == "" and word):
+            s = cache[word] = self._stem_uncached(word, lang)
         return s
+
+    def _stem_uncached(self, word: str, lang: str) -> str:
+        if word.isdigit():
+            return word
+        if lang == "kk":
+            return _kk_stem(word)
+        st = self._stemmer(lang)
+        if st is None and lang not in _SNOWBALL_NAMES and any("а" <= c <= "я" for c in word):
+            st = self._stemmer("ru")
+        return st.stemWord(word) if st is not None else word
 
     def terms(self, text: str, lang: str) -> list[str]:
         """Stemmed content terms of a text (stop words and 1-char tokens removed)."""
-        lang = (lang or "").lower().split("-")[0]
-        stop = _STOP.get(lang, _STOP_EN)
-        out = []
-        for t in tokenize(text):
-            if len(t) < 2 or t in stop:
-                continue
-            s = self.stem(t, lang)
-            if s:
-                out.append(s)
-        return out
+        return self.analyze(text, lang, entities=False)[0]
 
-    @staticmethod
-    def entities(text: str) -> list[str]:
+    def entities(self, text: str) -> list[str]:
         """Entity keys: capitalised non-sentence-initial words, acronyms and numbers."""
-        keys = []
-        for m in _WORD_RE.finditer(text):
-            tok = m.group()
-            if tok.isdigit():
-                k = entity_key(tok)
-            elif tok[0].isupper():
-                i = m.start() - 1
-                while i >= 0 and text[i] in " \t\r":
-                    i -= 1
-                if (i < 0 or text[i] in _SENT_END) and not (len(tok) > 1 and tok.isupper()):
-                    continue
-                k = entity_key(tok)
-            else:
-                continue
-            if k is not None:
-                keys.append(k)
-        return keys
+        return self.analyze(text, "", entities=True)[1]
+
+    def analyze(self, text: str, lang: str, entities: bool = True) -> tuple[list[str], list[str]]:
+        """One pass over the text: (stemmed content terms, entity keys)."""
+        lang = (lang or "").lower().split("-")[0]
+        cache = self._caches.get(lang)
+        if cache is None or len(cache) >= self._cache_size:
+            cache = self._caches[lang] = {}
+        stop = _STOP.get(lang, _STOP_EN)
+        pairs = _TOKP_RE.findall(text)
+        terms: list[str] = []
+        add = terms.append
+        for _, tok in pairs:
+            low = tok.lower()
+            st = cache.get(low)
+            if st is None:
+                st = "" if len(low) < 2 or low in stop else self._stem_uncached(low, lang)
+                cache[low] = st
+            if st:
+                add(st)
+        ents: list[str] = []
+        if entities:
+            ekeys = self._ekeys
+            if len(ekeys) > self._cache_size:
+                ekeys.clear()
+            first = True
+            for punct, tok in pairs:
+                c = tok[0]
+                if c.isupper():
+                    if (punct or first) and not (len(tok) > 1 and tok.isupper()):
+                        first = False
+                        continue
+                    k = ekeys.get(tok, "")
+                    if k == "":
+                        k = ekeys[tok] = entity_key(tok)
+                    if k is not None:
+                        ents.append(k)
+                elif c.isdigit() and len(tok) >= 2 and tok.isdigit():
+                    ents.append("#" + tok)
+                first = False
+        return terms, ents
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,9 +306,10 @@ class Analyzer:
 # --------------------------------------------------------------------------------------------
 
 _DEFAULTS: dict[str, float | int] = {
-    "max_terms": 64,          # terms kept per doc vector (pruned by tf-idf weight)
-    "title_boost": 2,         # extra tf given to each title occurrence
+    "max_terms": 80,          # terms kept per doc vector (pruned by tf-idf weight)
+    "title_boost": 1,         # extra tf given to each title occurrence
     "entity_weight": 0.5,     # weight factor of entity keys (names/numbers) in a vector
+    "tf_power": 1.0,          # term-frequency exponent (1 = raw tf, <1 = sublinear)
     "candidates": 96,         # candidates re-scored exactly per lookup
     "max_postings": 6000,     # most recent postings traversed per term
     "min_score": 0.2,         # related() threshold (score scale, i.e. sqrt of cosine)
@@ -288,7 +318,7 @@ _DEFAULTS: dict[str, float | int] = {
     "max_cross": 2,           # at most this many cross-language matches in a related list
     "decay_days": 30.0,       # time decay: (1 + |dt|/decay_days) ** -decay_power
     "decay_power": 0.5,
-    "dup_threshold": 0.8,     # estimated Jaccard of word 4-shingles for near-duplicates
+    "dup_threshold": 0.7,     # estimated Jaccard of word 4-shingles for near-duplicates
     "dup_gate": 0.7,          # minimum score before the MinHash check is made
     "df_bits": 21,            # size of the hashed document-frequency table (2**df_bits)
 }
@@ -299,7 +329,8 @@ _rng = np.random.default_rng(0x4B5A5053)
 _PERM_A = (_rng.integers(1, 2**63 - 1, _NPERM, dtype=np.uint64) * np.uint64(2) + np.uint64(1))
 _PERM_B = _rng.integers(0, 2**63 - 1, _NPERM, dtype=np.uint64)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
-_ENTITY_BIT = 0x8000
+_ENTITY_BIT = 0x80
+_TF_MAX = 0x7F
 _MAGIC = b"KZRI1"
 
 
@@ -307,12 +338,19 @@ def _h32(term: str) -> int:
     return zlib.crc32(term.encode("utf-8"))
 
 
+_TOKEN_HASH: dict[str, int] = {}
+
+
 def minhash_signature(text: str) -> np.ndarray:
     """128 one-byte MinHash values over word 4-shingles (lower-cased raw tokens)."""
     toks = tokenize(text)
     if not toks:
         return np.zeros(_NPERM, dtype=np.uint8)
-    h = np.fromiter((zlib.crc32(t.encode("utf-8")) for t in toks), dtype=np.uint64, count=len(toks))
+    cache = _TOKEN_HASH
+    if len(cache) > 500_000:
+        cache.clear()
+    h = np.fromiter((cache.get(t) or cache.setdefault(t, zlib.crc32(t.encode("utf-8")) or 1) for t in toks),
+                    dtype=np.uint64, count=len(toks))
     if len(h) >= _SHINGLE:
         sh = h[: len(h) - _SHINGLE + 1].copy()
         for j in range(1, _SHINGLE):
@@ -352,6 +390,7 @@ class RelatedIndex:
         self.params = {**_DEFAULTS, **tuning}
         p = self.params
         self._T = int(p["max_terms"])
+        self._tfp = float(p["tf_power"])
         self._df_mask = (1 << int(p["df_bits"])) - 1
         self._df = np.zeros(1 << int(p["df_bits"]), dtype=np.uint32)
         self._ndf = 0  # documents counted in the DF table
@@ -375,13 +414,15 @@ class RelatedIndex:
         self._tops = np.zeros((0, self.k), np.float32)
         self._clusters: dict[int, list[int]] = {}
         self._next_cluster = 0
-        # flat vector store: term key (uint32) and tf (uint16, high bit = entity key)
+        # flat vector store: term key (uint32) and tf (uint8: 7-bit tf, high bit = entity key)
         self._vk = np.zeros(1024, np.uint32)
-        self._vt = np.zeros(1024, np.uint16)
+        self._vt = np.zeros(1024, np.uint8)
         self._vused = 0
         self._vgarbage = 0
         # postings: term key -> array('I') of (slot << 8 | title bit << 7 | weight 0..127)
         self._post: dict[int, array] = {}
+        self._gen = 0  # bumped on every mutation; guards the last-query cache
+        self._last: tuple[int, int, np.ndarray, np.ndarray] | None = None
 
     # ---------------------------------------------------------------- basics
     def __len__(self) -> int:
@@ -424,13 +465,15 @@ class RelatedIndex:
     def _features(self, doc: Doc) -> tuple[Counter, set[int]]:
         lang = (doc.language or "").lower().split("-")[0]
         feats: Counter = Counter()
-        title_terms = self._an.terms(doc.title, lang) if doc.title else []
+        title_terms, title_ents = self._an.analyze(doc.title, lang) if doc.title else ([], [])
         feats.update(title_terms)
         if title_terms and self.params["title_boost"]:
             for t in title_terms:
                 feats[t] += int(self.params["title_boost"])
-        feats.update(self._an.terms(doc.text, lang))
-        feats.update(self._an.entities(doc.title + "\n" + doc.text if doc.title else doc.text))
+        body_terms, body_ents = self._an.analyze(doc.text, lang)
+        feats.update(body_terms)
+        feats.update(title_ents)
+        feats.update(body_ents)
         title_keys = {_h32(t) for t in title_terms}
         return feats, title_keys
 
@@ -438,22 +481,25 @@ class RelatedIndex:
         """Feature counts -> (keys uint32, tf uint16 with entity bit), not yet pruned."""
         n = len(feats)
         keys = np.empty(n, np.uint32)
-        tfs = np.empty(n, np.uint16)
+        tfs = np.empty(n, np.uint8)
         for i, (t, c) in enumerate(feats.items()):
             keys[i] = _h32(t)
-            tfs[i] = min(c, 0x7FFF) | (_ENTITY_BIT if t[0] in "@#" else 0)
+            tfs[i] = min(c, _TF_MAX) | (_ENTITY_BIT if t[0] in "@#" else 0)
         # hash collisions inside one doc: merge
         if len(np.unique(keys)) != n:
             u, inv = np.unique(keys, return_inverse=True)
             t2 = np.zeros(len(u), np.uint32)
-            np.add.at(t2, inv, (tfs & 0x7FFF).astype(np.uint32))
-            ent = np.zeros(len(u), np.uint16)
+            np.add.at(t2, inv, (tfs & _TF_MAX).astype(np.uint32))
+            ent = np.zeros(len(u), np.uint8)
             np.maximum.at(ent, inv, tfs & _ENTITY_BIT)
-            keys, tfs = u, (np.minimum(t2, 0x7FFF).astype(np.uint16) | ent)
+            keys, tfs = u, (np.minimum(t2, _TF_MAX).astype(np.uint8) | ent)
         return keys, tfs
 
     def _weights(self, keys: np.ndarray, tfs: np.ndarray) -> np.ndarray:
-        w = (tfs & 0x7FFF).astype(np.float64) * self._idf(keys)
+        tf = (tfs & _TF_MAX).astype(np.float64)
+        if self._tfp != 1.0:
+            tf = tf ** self._tfp
+        w = tf * self._idf(keys)
         ent = (tfs & _ENTITY_BIT) != 0
         if ent.any():
             w[ent] *= float(self.params["entity_weight"])
@@ -522,7 +568,7 @@ class RelatedIndex:
             if self._vused + n > len(self._vk):
                 cap = max(len(self._vk) * 2, self._vused + n)
                 vk = np.zeros(cap, np.uint32)
-                vt = np.zeros(cap, np.uint16)
+                vt = np.zeros(cap, np.uint8)
                 vk[: self._vused] = self._vk[: self._vused]
                 vt[: self._vused] = self._vt[: self._vused]
                 self._vk, self._vt = vk, vt
@@ -638,22 +684,24 @@ class RelatedIndex:
             return empty
         wn = w / norm
         cap = int(self.params["max_postings"])
-        ss, cs = [], []
+        parts, qws, lens = [], [], []
         post = self._post
         for key, qw in zip(keys.tolist(), wn.tolist()):
             arr = post.get(key)
             if arr is None:
                 continue
-            p = np.frombuffer(arr, dtype=np.uint32)
-            if len(p) > cap:
-                p = p[-cap:]
-            ss.append(p >> 8)
-            cs.append((p & 127).astype(np.float32) * np.float32(qw / 127.0))
-            del p
-        if not ss:
+            n = len(arr)
+            parts.append(np.frombuffer(arr, dtype=np.uint32, offset=4 * (n - cap)) if n > cap
+                         else np.frombuffer(arr, dtype=np.uint32))
+            qws.append(qw)
+            lens.append(min(n, cap))
+        if not parts:
             return empty
-        s = np.concatenate(ss)
-        acc = np.bincount(s, weights=np.concatenate(cs))
+        p = np.concatenate(parts)
+        del parts
+        contrib = (p & 127).astype(np.float32) * np.repeat(np.asarray(qws, np.float32) / 127.0, lens)
+        acc = np.bincount(p >> 8, weights=contrib)
+        del p
         if exclude < len(acc):
             acc[exclude] = 0.0
         nz = np.flatnonzero(acc)
@@ -685,6 +733,9 @@ class RelatedIndex:
         return cand[o].astype(np.int64), score[o]
 
     def _slot_query(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
+        last = self._last
+        if last is not None and last[0] == slot and last[1] == self._gen:
+            return last[2], last[3]
         keys, tfs = self._doc_vector(slot)
         keys = keys.copy()
         return self._candidates(keys, self._weights(keys, tfs), slot)
@@ -751,6 +802,8 @@ class RelatedIndex:
         """Add or replace a doc; returns ids of other docs whose related lists may change."""
         lang = self._lang_id(doc.language)
         chk = zlib.crc32(f"{doc.title}\x00{doc.text}".encode("utf-8"))
+        self._gen += 1
+        self._last = None
         affected: dict[int, float] = {}
         slot = self._slot.get(doc.id)
         if slot is not None:
@@ -778,6 +831,7 @@ class RelatedIndex:
         self._post_add(slot, keys, w, title_terms)
         self._sig[slot] = minhash_signature(doc.title + "\n" + doc.text)
         cand, score = self._candidates(keys, w, slot)
+        self._last = (slot, self._gen, cand, score)
         # near-duplicates
         gate = score >= float(self.params["dup_gate"])
         if gate.any():
@@ -814,6 +868,8 @@ class RelatedIndex:
         slot = self._slot.get(doc_id)
         if slot is None:
             return []
+        self._gen += 1
+        self._last = None
         listers = self._listers(slot).tolist()
         for s in listers:
             row = self._top[s]
@@ -849,6 +905,16 @@ class RelatedIndex:
                for c, s in zip(cand.tolist(), score.tolist())]
         out.sort(key=lambda m: -m.score)
         return out[:limit]
+
+    def stats(self) -> dict[str, int]:
+        """Sizes for monitoring: docs, indexed terms, postings, clusters and approximate bytes."""
+        postings = sum(len(a) for a in self._post.values())
+        arrays = (self._pub, self._lang, self._off, self._len, self._chk, self._clu, self._sig,
+                  self._top, self._tops, self._df, self._vk, self._vt)
+        approx = sum(a.nbytes for a in arrays) + postings * 4 + len(self._post) * 150 + len(self._slot) * 120
+        return {"docs": len(self._slot), "slots": self._n, "terms": len(self._post), "postings": postings,
+                "vector_entries": self._vused - self._vgarbage, "clusters": len(self._clusters),
+                "approx_bytes": int(approx)}
 
     def duplicates(self, doc_id: str) -> list[str]:
         """Other members of this doc's near-duplicate cluster."""
@@ -993,7 +1059,7 @@ class RelatedIndex:
         live, vlen = z["live"], z["vlen"]
         vk, vt = z["vk"], z["vt"]
         self._vk = np.zeros(max(1024, len(vk)), np.uint32)
-        self._vt = np.zeros(max(1024, len(vk)), np.uint16)
+        self._vt = np.zeros(max(1024, len(vk)), np.uint8)
         self._vk[: len(vk)] = vk
         self._vt[: len(vt)] = vt
         self._vused = len(vk)

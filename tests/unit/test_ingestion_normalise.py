@@ -161,6 +161,7 @@ def test_html_to_text_separates_blocks_and_unescapes():
         ("Hello,   World!!", "hello-world"),
         ("!!!", "article"),
         ("Crème brûlée", "creme-brulee"),
+        ("Astana–Almaty: the line", "astana-almaty-the-line"),
     ],
 )
 def test_slugify(text, slug):

@@ -1,0 +1,45 @@
+# KazPost — the two commands a newcomer needs:
+#   make run    install what is missing, start Kafka + database + the four services with demo content
+#   make test   the same infrastructure (its own ports and data), then the whole test suite
+# More: make stop | status | unit | eval | bench | clean
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test unit stop status venv eval bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	@$(VPY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+run: venv
+	@PYTHON=$(abspath $(VPY)) bash deploy/local/run.sh $(if $(DEMO),--demo $(DEMO))
+
+test: venv
+	@PYTHON=$(abspath $(VPY)) bash deploy/local/test.sh $(ARGS)
+
+unit: venv
+	@$(VPY) -m pytest tests/unit -q
+
+stop:
+	@bash deploy/local/stack.sh stop
+	@KAZPOST_STATE=$(CURDIR)/.run/test bash deploy/local/stack.sh stop
+
+status:
+	@bash deploy/local/stack.sh status
+
+eval: venv
+	@$(VPY) -m services.linking.evaluate $(ARGS)
+
+bench: venv
+	@$(VPY) -m benchmarks.linking_bench $(ARGS)
+
+clean: stop
+	rm -rf .run
