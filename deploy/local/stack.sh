@@ -261,7 +261,7 @@ KAFKA_JAVA_OPTS=(-Xmx512m -Xms512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.a
 kafka_java() { # kafka_java MAIN-CLASS ARGS... — a short-lived Kafka tool on the broker's classpath
   java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$HERE/kafka/log4j2.yaml" -Dkafka.logs.dir="$LOGS" \
-    -cp "$KAFKA_LIBS/*" "$@"
+    -Dkafka.log.name=kafka-tools -cp "$KAFKA_LIBS/*" "$@"
 }
 
 # Class-data-sharing archive of the broker's classes: it halves JVM start-up (about 8 s to
@@ -506,19 +506,18 @@ wait_kafka_ready() { # wait_kafka_ready DEADLINE(epoch seconds)
   if "$PYTHON" -c 'import aiokafka' >/dev/null 2>&1; then
     "$PYTHON" -c "$KAFKA_PROBE_PY" "127.0.0.1:$KAFKA_PORT" "$pid" "$remaining" && return 0
   else
-    # Fallback without aiokafka: Kafka's own group command on the broker's classpath. It
-    # needs metadata and a ListGroups answer; --describe of a probe group needs the
-    # coordinator (and creates __consumer_offsets).
+    # Fallback without aiokafka: Kafka's own group command on the broker's classpath.
+    # Describing a probe group needs metadata, then the group coordinator (FindCoordinator,
+    # which also creates __consumer_offsets) and its answer. The admin client retries while
+    # the coordinator loads; "group not found" is the coordinator's answer, i.e. ready.
     log "($PYTHON has no aiokafka: probing kafka with its Java tools, slower)"
-    local out
+    local out=""
     while (($(date +%s) < $1)); do
       kill -0 "$pid" 2>/dev/null || break
-      if out="$(kafka_java org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
-                  --bootstrap-server "127.0.0.1:$KAFKA_PORT" --describe \
-                  --group kazpost-readiness-probe --timeout 5000 2>&1)" &&
-         ! grep -qiE 'error|exception' <<<"$out"; then
-        return 0
-      fi
+      out="$(kafka_java org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
+               --bootstrap-server "127.0.0.1:$KAFKA_PORT" --describe \
+               --group kazpost-readiness-probe --timeout 5000 2>&1)" && return 0
+      grep -q 'GroupIdNotFoundException' <<<"$out" && return 0
       sleep 1
     done
     printf '%s\n' "${out:-}" >&2

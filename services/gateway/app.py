@@ -17,7 +17,7 @@ import aiohttp_jinja2
 import jinja2
 import structlog
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from services.gateway.cache import Cache
@@ -127,7 +127,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[CACHE_LISTENING] = asyncio.Event()
     client = make_client(settings.mongo, app_name="gateway")
     db = database(client, settings.mongo)
-    producer = make_producer(settings.kafka, "gateway")
+    kafka_clients: dict[str, AIOKafkaProducer] = {}  # created in the event loop, at start-up
 
     async def publish_signup(email: str, language: str, sections: list[str]) -> None:
         event = {
@@ -135,7 +135,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
             "occurred_at": datetime.now(UTC).isoformat(), "producer": "gateway", "correlation_id": uuid.uuid4().hex,
             "payload": {"email": email, "language": language, "sections": sections},
         }
-        await producer.send_and_wait(settings.topic_newsletter_signups, json.dumps(event).encode(), key=email.lower().encode())
+        await kafka_clients["producer"].send_and_wait(settings.topic_newsletter_signups, json.dumps(event).encode(), key=email.lower().encode())
 
     views = Views(settings, ReadModel(db, cache), cache, publish_signup=publish_signup)
     app[VIEWS] = views
@@ -157,7 +157,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
         except Exception as exc:  # noqa: BLE001
             problems["database"] = repr(exc)[:200]
         try:
-            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=3)
+            await asyncio.wait_for(kafka_clients["producer"].client.fetch_all_metadata(), timeout=3)
         except Exception as exc:  # noqa: BLE001
             problems["kafka"] = repr(exc)[:200]
         if problems:
@@ -196,6 +196,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     ])
 
     async def lifecycle(app: web.Application):
+        producer = kafka_clients["producer"] = make_producer(settings.kafka, "gateway")
         await producer.start()
         views.linking_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3))
         ops = None

@@ -35,4 +35,9 @@ def create_worker(settings: IngestionSettings) -> Worker:
 def main() -> None:
     settings = IngestionSettings()
     configure_logging(settings.log, service=SERVICE)
-    asyncio.run(create_worker(settings).serve())
+    asyncio.run(serve(settings))
+
+
+async def serve(settings: IngestionSettings) -> None:
+    """Run until SIGTERM/SIGINT (Kafka clients must be created inside the event loop)."""
+    await create_worker(settings).serve()

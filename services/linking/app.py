@@ -74,4 +74,9 @@ def create_worker(settings: LinkingSettings) -> Worker:
 def main() -> None:
     settings = LinkingSettings()
     configure_logging(settings.log, service=SERVICE)
-    asyncio.run(create_worker(settings).serve())
+    asyncio.run(serve(settings))
+
+
+async def serve(settings: LinkingSettings) -> None:
+    """Run until SIGTERM/SIGINT (Kafka clients must be created inside the event loop)."""
+    await create_worker(settings).serve()

@@ -12,7 +12,7 @@ Method (lexical, multilingual, dependency-light):
   grows), L2-normalised, pruned to each doc's top terms (noise reduction + compact storage).
 * Relatedness: cosine of the pruned vectors, mapped by a square root onto a roughly linear
   0..1 scale.  Cross-language pairs are scored on entity keys only and must clear a high bar.
-* Near-duplicates: 128 one-byte MinHash values over word 4-shingles per doc; candidates come
+* Near-duplicates: 64 one-byte MinHash values over word 4-shingles per doc; candidates come
   from the relatedness retrieval itself (an exact copy always ranks first) and are verified by the
   estimated Jaccard similarity.  Duplicates are kept in clusters; related lists show at most one
   member per cluster and never the doc's own cluster.
@@ -306,12 +306,13 @@ class Analyzer:
 # --------------------------------------------------------------------------------------------
 
 _DEFAULTS: dict[str, float | int] = {
-    "max_terms": 80,          # terms kept per doc vector (pruned by tf-idf weight)
+    "max_terms": 64,          # terms kept per doc vector (pruned by tf-idf weight)
     "title_boost": 1,         # extra tf given to each title occurrence
     "entity_weight": 0.5,     # weight factor of entity keys (names/numbers) in a vector
     "tf_power": 1.0,          # term-frequency exponent (1 = raw tf, <1 = sublinear)
     "candidates": 96,         # candidates re-scored exactly per lookup
-    "max_postings": 6000,     # most recent postings traversed per term
+    "max_postings": 4000,     # most recent postings traversed per term
+    "query_terms": 40,        # heaviest query terms used for candidate generation
     "min_score": 0.2,         # related() threshold (score scale, i.e. sqrt of cosine)
     "xl_threshold": 0.62,     # cross-language: raw score needed ("clearly the same story")
     "xl_factor": 0.9,         # cross-language score multiplier
@@ -323,7 +324,7 @@ _DEFAULTS: dict[str, float | int] = {
     "df_bits": 21,            # size of the hashed document-frequency table (2**df_bits)
 }
 
-_NPERM = 128
+_NPERM = 64
 _SHINGLE = 4
 _rng = np.random.default_rng(0x4B5A5053)
 _PERM_A = (_rng.integers(1, 2**63 - 1, _NPERM, dtype=np.uint64) * np.uint64(2) + np.uint64(1))
@@ -342,7 +343,7 @@ _TOKEN_HASH: dict[str, int] = {}
 
 
 def minhash_signature(text: str) -> np.ndarray:
-    """128 one-byte MinHash values over word 4-shingles (lower-cased raw tokens)."""
+    """64 one-byte MinHash values over word 4-shingles (lower-cased raw tokens)."""
     toks = tokenize(text)
     if not toks:
         return np.zeros(_NPERM, dtype=np.uint8)
@@ -566,7 +567,7 @@ class RelatedIndex:
             if self._vgarbage > self._vused // 2:
                 self._compact_vectors()
             if self._vused + n > len(self._vk):
-                cap = max(len(self._vk) * 2, self._vused + n)
+                cap = max(len(self._vk) * 3 // 2, self._vused + n)
                 vk = np.zeros(cap, np.uint32)
                 vt = np.zeros(cap, np.uint8)
                 vk[: self._vused] = self._vk[: self._vused]
@@ -684,9 +685,15 @@ class RelatedIndex:
             return empty
         wn = w / norm
         cap = int(self.params["max_postings"])
+        nq = int(self.params["query_terms"])
+        if len(keys) > nq:
+            top = np.argpartition(-wn, nq - 1)[:nq]
+            keys_q, wn_q = keys[top], wn[top]
+        else:
+            keys_q, wn_q = keys, wn
         parts, qws, lens = [], [], []
         post = self._post
-        for key, qw in zip(keys.tolist(), wn.tolist()):
+        for key, qw in zip(keys_q.tolist(), wn_q.tolist()):
             arr = post.get(key)
             if arr is None:
                 continue

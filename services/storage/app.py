@@ -44,4 +44,9 @@ def create_worker(settings: StorageSettings) -> Worker:
 def main() -> None:
     settings = StorageSettings()
     configure_logging(settings.log, service=SERVICE)
-    asyncio.run(create_worker(settings).serve())
+    asyncio.run(serve(settings))
+
+
+async def serve(settings: StorageSettings) -> None:
+    """Run until SIGTERM/SIGINT (Kafka clients must be created inside the event loop)."""
+    await create_worker(settings).serve()
