@@ -22,6 +22,7 @@ from services.gateway.cache import MISSING, Cache, Page
 from services.gateway.i18n import date_time, labels, long_date, ui_language
 from services.gateway.settings import GatewaySettings
 from shared.events import article_id_for
+from shared.listings import bucket_id, index_id, sort_items
 from shared.mongo import ARTICLES, FRONTS, RELATED
 
 log = structlog.get_logger("gateway")
@@ -48,6 +49,42 @@ class ReadModel:
     def __init__(self, db: AsyncDatabase, cache: Cache) -> None:
         self.db = db
         self.cache = cache
+
+    async def listing(self, key: str, *, cursor: str | None, size: int, language: str | None = None,
+                      max_buckets: int = 60) -> tuple[dict[str, Any] | None, list[dict[str, Any]], str | None, set[str]]:
+        """One page of a listing: (index doc, items, next cursor, document keys read).
+
+        Reads the listing's index, then its buckets newest first (skipping those newer than the
+        cursor) until the page is full; each read is an ``_id`` lookup, cached.
+        """
+        index = await self.get(FRONTS, index_id(key))
+        deps = {f"{FRONTS}:{index_id(key)}"}
+        if index is None:
+            return None, [], None, deps
+        position = parse_cursor(cursor)
+        now = now_utc()
+        collected: list[dict[str, Any]] = []
+        scanned = 0
+        for bucket in index.get("buckets", []):
+            if position is not None:
+                bucket_start = datetime.strptime(bucket.ljust(10, "0"), "%Y%m%d%H").replace(tzinfo=UTC)
+                if int(bucket_start.timestamp() * 1000) > position[0]:
+                    continue
+            doc = await self.get(FRONTS, bucket_id(key, bucket))
+            deps.add(f"{FRONTS}:{bucket_id(key, bucket)}")
+            scanned += 1
+            for item in (doc or {}).get("items", []):
+                if not visible(item, now) or (language and item.get("language") != language):
+                    continue
+                if position is not None and _key(item) >= position:
+                    continue
+                collected.append(item)
+            if len(collected) > size or scanned >= max_buckets:
+                break
+        collected = sort_items(collected)
+        page = collected[:size]
+        next_cursor = cursor_of(page[-1]) if len(collected) > size or (page and scanned >= max_buckets) else None
+        return index, page, next_cursor, deps
 
     async def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
         key = f"{collection}:{doc_id}"
@@ -76,14 +113,24 @@ def cursor_of(item: dict[str, Any]) -> str:
     return f"{int(item['published_at'].timestamp() * 1000)}-{item['id']}"
 
 
+def parse_cursor(cursor: str | None) -> tuple[int, str] | None:
+    if not cursor:
+        return None
+    match = CURSOR_RE.match(cursor)
+    if not match:
+        raise ValueError("cursor is malformed")
+    return int(match.group(1)), match.group(2)
+
+
+def _key(item: dict[str, Any]) -> tuple[int, str]:
+    return int(item["published_at"].timestamp() * 1000), item["id"]
+
+
 def page_after(items: list[dict[str, Any]], cursor: str | None, size: int) -> tuple[list[dict[str, Any]], str | None]:
     """Items strictly older than the cursor (stable while new items arrive at the top)."""
-    if cursor:
-        match = CURSOR_RE.match(cursor)
-        if not match:
-            raise ValueError("cursor is malformed")
-        ms, cid = int(match.group(1)), match.group(2)
-        items = [i for i in items if (int(i["published_at"].timestamp() * 1000), i["id"]) < (ms, cid)]
+    position = parse_cursor(cursor)
+    if position is not None:
+        items = [i for i in items if _key(i) < position]
     page = items[:size]
     next_cursor = cursor_of(page[-1]) if len(items) > size else None
     return page, next_cursor
@@ -180,44 +227,41 @@ class Views:
                                                                   status=status, sections=[]), status=status)
 
     # pages --------------------------------------------------------------------------------
-    async def _front_page(self, request: web.Request, front_id: str, *, template: str = "front.html") -> web.StreamResponse:
+    async def _front_page(self, request: web.Request, key: str) -> web.StreamResponse:
         cursor = request.query.get("before")
-        key = f"page:{front_id}:{cursor or ''}"
-        page = self.cache.get_page(key)
+        cache_key = f"page:{key}:{cursor or ''}"
+        page = self.cache.get_page(cache_key)
         if page is None:
-            front = await self.read.get(FRONTS, front_id)
-            if front is None and front_id != "front:home":
+            try:
+                index, items, next_cursor, deps = await self.read.listing(key, cursor=cursor, size=self.settings.page_size)
+            except ValueError:
+                raise web.HTTPBadRequest(text="malformed cursor") from None
+            if index is None and key != "home":
                 page = self.error_page(request, 404)
             else:
-                now = now_utc()
-                items = [i for i in (front or {}).get("items", []) if visible(i, now)]
-                try:
-                    shown, next_cursor = page_after(items, cursor, self.settings.page_size)
-                except ValueError:
-                    raise web.HTTPBadRequest(text="malformed cursor") from None
                 context = self._context(
                     request, self.settings.default_language,
-                    front=front or {"kind": "home", "name": "Home"}, items=shown, next_cursor=next_cursor,
+                    front=index or {"kind": "home", "name": "Home"}, items=items, next_cursor=next_cursor,
                     is_first=not cursor, sections=await self._sections(),
                 )
-                page = self._render(request, template, context, last_modified=(front or {}).get("updated_at"))
-            self.cache.put_page(key, page, {f"{FRONTS}:{front_id}", f"{FRONTS}:front:home"})
+                page = self._render(request, "front.html", context, last_modified=(index or {}).get("updated_at"))
+            self.cache.put_page(cache_key, page, deps | {f"{FRONTS}:front:home"})
         return respond(request, page)
 
     async def home(self, request: web.Request) -> web.StreamResponse:
-        return await self._front_page(request, "front:home")
+        return await self._front_page(request, "home")
 
     async def section(self, request: web.Request) -> web.StreamResponse:
         slug = request.match_info["slug"]
         if not SLUG_RE.match(slug):
             return respond(request, self.error_page(request, 404))
-        return await self._front_page(request, f"front:section:{slug}")
+        return await self._front_page(request, f"section:{slug}")
 
     async def tag(self, request: web.Request) -> web.StreamResponse:
         slug = request.match_info["slug"]
         if not SLUG_RE.match(slug):
             return respond(request, self.error_page(request, 404))
-        return await self._front_page(request, f"front:tag:{slug}")
+        return await self._front_page(request, f"tag:{slug}")
 
     async def _article_state(self, article_id: str) -> tuple[int, dict[str, Any] | None]:
         """(status, doc): 200 visible, 404 unknown/withheld/embargoed, 410 killed."""
@@ -376,12 +420,9 @@ class Views:
             raise ApiError(400, "bad_request", "limit must be an integer") from None
         if not 1 <= limit <= 100:
             raise ApiError(400, "bad_request", "limit must be between 1 and 100")
-        front_id = f"front:section:{section}" if section else f"front:tag:{tag}" if tag else "front:home"
-        front = await self.read.get(FRONTS, front_id)
-        now = now_utc()
-        items = [i for i in (front or {}).get("items", []) if visible(i, now) and (language is None or i["language"] == language)]
+        key = f"section:{section}" if section else f"tag:{tag}" if tag else "home"
         try:
-            shown, next_cursor = page_after(items, request.query.get("cursor"), limit)
+            _, shown, next_cursor, _ = await self.read.listing(key, cursor=request.query.get("cursor"), size=limit, language=language)
         except ValueError as exc:
             raise ApiError(400, "bad_request", str(exc)) from None
         base = self.settings.public_base_url.rstrip("/")

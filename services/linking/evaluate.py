@@ -139,14 +139,15 @@ def eval_semeval(path: Path, tuning: dict | None = None) -> dict:
     base = TfidfBaseline([arts[i][1] for i in ids])
     bvec = {i: base.vector(arts[i][1]) for i in ids}
 
-    ours, basel, gold, enen = [], [], [], []
+    ours, basel, gold, enen, cross = [], [], [], [], []
     for r in rows:
         a, b = r["pair_id"].split("_")
         ours.append(index.similarity(docs[a], docs[b]))
         basel.append(base.cosine(bvec[a], bvec[b]))
         gold.append(-float(r["Overall"]))
         enen.append(r["lang1"] == "en" and r["lang2"] == "en")
-    ours, basel, gold, enen = map(np.asarray, (ours, basel, gold, enen))
+        cross.append(r["lang1"] != r["lang2"])
+    ours, basel, gold, enen, cross = map(np.asarray, (ours, basel, gold, enen, cross))
     related = gold >= -2.0
     unrelated = gold <= -3.5
 
@@ -177,14 +178,15 @@ def eval_semeval(path: Path, tuning: dict | None = None) -> dict:
             "spearman_en_en": spearman(s[enen], gold[enen]),
             "pearson_all": pearson(s, gold),
             "spearman_all": spearman(s, gold),
-            "pearson_cross_lingual": pearson(s[~enen & (np.array([r["lang1"] != r["lang2"] for r in rows]))],
-                                             gold[~enen & (np.array([r["lang1"] != r["lang2"] for r in rows]))]),
+            "pearson_cross_lingual": pearson(s[cross], gold[cross]),
+            "spearman_cross_lingual": spearman(s[cross], gold[cross]),
             "roc_auc": roc_auc(s[related], s[unrelated]),
             **retrieval(ranks),
         }
 
     return {
-        "pairs": len(rows), "en_en_pairs": int(enen.sum()), "articles": len(ids),
+        "pairs": len(rows), "en_en_pairs": int(enen.sum()), "cross_lingual_pairs": int(cross.sum()),
+        "articles": len(ids),
         "retrieval_queries": len(queries), "auc_pos": int(related.sum()), "auc_neg": int(unrelated.sum()),
         "index_build_s": round(build_s, 2),
         "ours": figures(ours, ranks_ours), "baseline": figures(basel, ranks_base),

@@ -27,6 +27,8 @@ class LinkingState:
 
     index: RelatedIndex
     teasers: dict[str, bytes] = field(default_factory=dict)
+    # Hash of the related list last written per article: unchanged lists are not rewritten.
+    written: dict[str, int] = field(default_factory=dict)
 
     def teaser(self, article_id: str) -> Teaser | None:
         raw = self.teasers.get(article_id)
@@ -39,6 +41,9 @@ class LinkingState:
     def remove(self, article_id: str) -> list[str]:
         self.teasers.pop(article_id, None)
         return self.index.remove(article_id)
+
+    def signature(self, items: list[tuple[str, float]], duplicates: list[str]) -> int:
+        return hash((tuple((i, round(score, 3), self.teasers.get(i)) for i, score in items), tuple(duplicates)))
 
 
 def doc_of(article: Article) -> Doc:
@@ -58,15 +63,20 @@ def _rev() -> int:
 
 
 async def write_related(article_id: str, *, state: LinkingState, db: AsyncDatabase, publisher: Publisher,
-                        settings: LinkingSettings, correlation_id: str) -> None:
-    items: list[RelatedItem] = []
+                        settings: LinkingSettings, correlation_id: str, force: bool = False) -> bool:
+    """Recompute and store one related list; returns False when it had not changed."""
+    matches = []
     duplicates: list[str] = []
     if article_id in state.index:
-        for match in state.index.related(article_id, settings.k):
-            teaser = state.teaser(match.id)
-            if teaser is not None:
-                items.append(RelatedItem(teaser=teaser, score=round(match.score, 4), cross_language=match.cross_language))
+        matches = [m for m in state.index.related(article_id, settings.k) if m.id in state.teasers]
         duplicates = state.index.duplicates(article_id)
+    signature = state.signature([(m.id, m.score) for m in matches], duplicates)
+    if not force and state.written.get(article_id) == signature:
+        return False
+    items = [
+        RelatedItem(teaser=state.teaser(m.id), score=round(m.score, 4), cross_language=m.cross_language)  # type: ignore[arg-type]
+        for m in matches
+    ]
     rev = _rev()
     doc: dict[str, Any] = {
         "items": [i.model_dump(mode="python") for i in items],
@@ -85,6 +95,11 @@ async def write_related(article_id: str, *, state: LinkingState, db: AsyncDataba
         event.to_bytes(),
         {HEADER_CORRELATION: correlation_id, HEADER_EVENT_TYPE: event.event_type, HEADER_EVENT_ID: event.event_id},
     )
+    if article_id in state.index:
+        state.written[article_id] = signature
+    else:
+        state.written.pop(article_id, None)
+    return True
 
 
 async def handle_stored(msg: Message, *, state: LinkingState, db: AsyncDatabase, publisher: Publisher,
@@ -101,10 +116,12 @@ async def handle_stored(msg: Message, *, state: LinkingState, db: AsyncDatabase,
     else:
         affected = state.remove(article.id)
         targets = [article.id, *[a for a in affected if a != article.id]]
+    rewritten = 0
     for target in targets:
-        await write_related(target, state=state, db=db, publisher=publisher, settings=settings,
-                            correlation_id=event.correlation_id)
-    log.info("linked", change=event.payload.change, backlinked=len(targets) - 1)
+        # The article's own list is always written (at-least-once: a re-delivery re-publishes).
+        rewritten += await write_related(target, state=state, db=db, publisher=publisher, settings=settings,
+                                         correlation_id=event.correlation_id, force=target == article.id)
+    log.info("linked", change=event.payload.change, candidates=len(targets) - 1, rewritten=rewritten)
 
 
 async def rebuild_from_database(state: LinkingState, db: AsyncDatabase, *, batch_size: int) -> int:

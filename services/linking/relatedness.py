@@ -306,7 +306,7 @@ class Analyzer:
 # --------------------------------------------------------------------------------------------
 
 _DEFAULTS: dict[str, float | int] = {
-    "max_terms": 64,          # terms kept per doc vector (pruned by tf-idf weight)
+    "max_terms": 80,          # terms kept per doc vector (pruned by tf-idf weight)
     "title_boost": 1,         # extra tf given to each title occurrence
     "entity_weight": 0.5,     # weight factor of entity keys (names/numbers) in a vector
     "tf_power": 1.0,          # term-frequency exponent (1 = raw tf, <1 = sublinear)

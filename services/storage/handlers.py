@@ -12,32 +12,23 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.storage.settings import StorageSettings
 from shared.events import Article, ArticleStored, IngestedEvent, StoredEvent, Teaser, teaser_of
 from shared.kafka import HEADER_CORRELATION, HEADER_EVENT_ID, HEADER_EVENT_TYPE, Message, PermanentError, Publisher
+from shared.listings import HOME_KEY, MAX_BUCKETS, bucket_id, bucket_of, index_id, sort_items
 from shared.mongo import ARTICLES, FRONTS, VERSIONS, insert_once, read_modify_write, versioned_upsert
 
 log = structlog.get_logger("storage")
 
-HOME = "front:home"
-
-
-def section_front(slug: str) -> str:
-    return f"front:section:{slug}"
-
-
-def tag_front(slug: str) -> str:
-    return f"front:tag:{slug}"
-
-
-def fronts_of(doc: dict[str, Any] | None, tag_limit: int) -> dict[str, dict[str, str]]:
-    """The listing documents an article appears in, with their kind/slug/name."""
+def fronts_of(doc: dict[str, Any] | None, tag_limit: int) -> dict[tuple[str, str], dict[str, str]]:
+    """The listings an article appears in: {(listing key, bucket): kind/slug/name}."""
     if not doc or doc.get("pub_status") != "usable":
         return {}
-    out = {HOME: {"kind": "home", "slug": "home", "name": "Home"}}
+    published = doc["first_created"]
+    keys = {HOME_KEY: {"kind": "home", "slug": "home", "name": "Home"}}
     section = doc.get("section")
     if section:
-        out[section_front(section["slug"])] = {"kind": "section", **section}
+        keys[f"section:{section['slug']}"] = {"kind": "section", **section}
     for tag in (doc.get("tags") or [])[:tag_limit]:
-        out[tag_front(tag["slug"])] = {"kind": "tag", **tag}
-    return out
+        keys[f"tag:{tag['slug']}"] = {"kind": "tag", **tag}
+    return {(key, bucket_of(key, published)): meta for key, meta in keys.items()}
 
 
 def article_document(article: Article, previous: dict[str, Any] | None, *, history_size: int, now: datetime) -> dict[str, Any]:
@@ -55,45 +46,59 @@ def article_document(article: Article, previous: dict[str, Any] | None, *, histo
     }
     if article.pub_status == "canceled":
         # A kill is a takedown: the page answers 410 and nothing of the content is kept here.
-        return {**base, "killed_at": now, "headline": None, "body_html": "", "body_text": "", "standfirst": None,
+        return {**base, "killed_at": now, "first_created": (previous or {}).get("first_created"), "headline": None, "body_html": "", "body_text": "", "standfirst": None,
                 "lead_image": None, "section": (previous or {}).get("section"), "tags": (previous or {}).get("tags", [])}
     fields = article.model_dump(mode="python", exclude={"id", "version"})
     return {**fields, **base, "killed_at": None}
 
 
-def _place(items: list[dict[str, Any]], teaser: dict[str, Any] | None, article_id: str, size: int) -> list[dict[str, Any]] | None:
+def _place(items: list[dict[str, Any]], teaser: dict[str, Any] | None, article_id: str) -> list[dict[str, Any]] | None:
     """New item list with the article placed (or removed when teaser is None); None = unchanged."""
     rest = [i for i in items if i.get("id") != article_id]
     if teaser is None:
         return rest if len(rest) != len(items) else None
     if any(i.get("id") == article_id and i == teaser for i in items):
         return None
-    rest.append(teaser)
-    rest.sort(key=lambda i: (i["published_at"], i["id"]), reverse=True)
-    return rest[:size]
+    return sort_items([*rest, teaser])
 
 
-async def update_front(db: AsyncDatabase, front_id: str, meta: dict[str, str], article_id: str, teaser: Teaser | None, *, size: int) -> bool:
+async def update_listing(db: AsyncDatabase, key: str, bucket: str, meta: dict[str, str], article_id: str,
+                         teaser: Teaser | None) -> None:
+    """Place (or remove) one teaser in one bucket, then keep the listing's index in step."""
     teaser_doc = teaser.model_dump(mode="python") if teaser else None
+    remaining: list[int] = []
 
-    def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
-        if current is None and teaser_doc is None:
+    def change_bucket(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        items = list((current or {}).get("items", []))
+        placed = _place(items, teaser_doc, article_id)
+        remaining.append(len(placed if placed is not None else items))
+        if placed is None or (current is None and not placed):
             return None
-        items = _place(list((current or {}).get("items", [])), teaser_doc, article_id, size)
+        return {"items": placed, "updated_at": datetime.now(UTC)}
+
+    await read_modify_write(db[FRONTS], bucket_id(key, bucket), change_bucket)
+    non_empty = remaining[-1] > 0
+
+    def change_index(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        buckets = list((current or {}).get("buckets", []))
         fields: dict[str, Any] = {}
-        if items is not None:
-            fields.update(items=items, updated_at=datetime.now(UTC))
+        if non_empty and bucket not in buckets:
+            fields["buckets"] = sorted([*buckets, bucket], reverse=True)[:MAX_BUCKETS]
+        elif not non_empty and bucket in buckets:
+            fields["buckets"] = [b for b in buckets if b != bucket]
         if current is None or any(current.get(k) != v for k, v in meta.items()):
+            if current is None and not non_empty:
+                return None
             fields.update(meta)
-        if front_id == HOME and teaser_doc is not None and teaser_doc.get("section"):
+        if key == HOME_KEY and teaser_doc is not None and teaser_doc.get("section"):
             sections = list((current or {}).get("sections", []))
             if teaser_doc["section"] not in sections:
-                sections.append(teaser_doc["section"])
-                sections.sort(key=lambda s: s["name"])
-                fields["sections"] = sections
+                fields["sections"] = sorted([*sections, teaser_doc["section"]], key=lambda s: s["name"])
+        if fields:
+            fields["updated_at"] = datetime.now(UTC)
         return fields or None
 
-    return await read_modify_write(db[FRONTS], front_id, change)
+    await read_modify_write(db[FRONTS], index_id(key), change_index)
 
 
 async def handle_ingested(msg: Message, *, db: AsyncDatabase, publisher: Publisher, settings: StorageSettings) -> None:
@@ -132,15 +137,15 @@ async def handle_ingested(msg: Message, *, db: AsyncDatabase, publisher: Publish
     old_fronts = fronts_of(previous, settings.tag_fronts_per_article)
     new_fronts = fronts_of(new_state, settings.tag_fronts_per_article)
     teaser = teaser_of(article) if article.pub_status == "usable" else None
-    for front_id, meta in new_fronts.items():
-        await update_front(db, front_id, meta, article.id, teaser, size=settings.front_size)
-    for front_id, meta in old_fronts.items():
-        if front_id not in new_fronts:
-            await update_front(db, front_id, meta, article.id, None, size=settings.front_size)
-    if article.pub_status != "usable" and new_state is not None:
+    for (key, bucket), meta in new_fronts.items():
+        await update_listing(db, key, bucket, meta, article.id, teaser)
+    for (key, bucket), meta in old_fronts.items():
+        if (key, bucket) not in new_fronts:
+            await update_listing(db, key, bucket, meta, article.id, None)
+    if article.pub_status != "usable" and new_state is not None and new_state.get("first_created"):
         # Killed/withheld: make sure it leaves the lists it was in (also on a re-delivery).
-        for front_id, meta in fronts_of({**new_state, "pub_status": "usable"}, settings.tag_fronts_per_article).items():
-            await update_front(db, front_id, meta, article.id, None, size=settings.front_size)
+        for (key, bucket), meta in fronts_of({**new_state, "pub_status": "usable"}, settings.tag_fronts_per_article).items():
+            await update_listing(db, key, bucket, meta, article.id, None)
 
     earlier = [h["version"] for h in new_state.get("history", []) if h["version"] < article.version]
     if article.pub_status == "canceled":

@@ -20,8 +20,6 @@ class StorageSettings(BaseSettings):
     group_id: str = "kazpost-storage"
     ops_host: str = "127.0.0.1"
     ops_port: int | None = 8092
-    # Teasers kept in each precomputed listing document (home, each section, each tag).
-    front_size: int = Field(default=200, ge=10, le=2_000)
     # Tag fronts maintained per article (the first N tags).
     tag_fronts_per_article: int = Field(default=5, ge=0, le=20)
     history_size: int = Field(default=50, ge=1)

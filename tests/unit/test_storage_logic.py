@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.storage.handlers import HOME, _place, article_document, fronts_of
+from services.storage.handlers import _place, article_document, fronts_of
 from shared.events import Article, Term
 
 T0 = datetime(2026, 11, 27, tzinfo=UTC)
@@ -14,24 +14,24 @@ def teaser(i: int, minutes: int) -> dict:
     return {"id": f"{i:016x}", "published_at": T0 + timedelta(minutes=minutes), "headline": f"h{i}"}
 
 
-def test_place_sorts_newest_first_and_caps():
+def test_place_sorts_newest_first():
     items = [teaser(1, 10), teaser(2, 5)]
-    out = _place(items, teaser(3, 7), teaser(3, 7)["id"], size=2)
-    assert [i["id"] for i in out] == [teaser(1, 0)["id"], teaser(3, 0)["id"]]
+    out = _place(items, teaser(3, 7), teaser(3, 7)["id"])
+    assert [i["id"] for i in out] == [teaser(1, 0)["id"], teaser(3, 0)["id"], teaser(2, 0)["id"]]
 
 
 def test_place_is_idempotent_and_replaces():
     items = [teaser(1, 10)]
-    assert _place(items, teaser(1, 10), teaser(1, 0)["id"], size=5) is None  # unchanged
+    assert _place(items, teaser(1, 10), teaser(1, 0)["id"]) is None  # unchanged
     changed = {**teaser(1, 10), "headline": "new"}
-    out = _place(items, changed, changed["id"], size=5)
+    out = _place(items, changed, changed["id"])
     assert out == [changed]
 
 
 def test_place_remove():
     items = [teaser(1, 10), teaser(2, 5)]
-    assert [i["id"] for i in _place(items, None, teaser(1, 0)["id"], size=5)] == [teaser(2, 0)["id"]]
-    assert _place(items, None, "ffffffffffffffff", size=5) is None
+    assert [i["id"] for i in _place(items, None, teaser(1, 0)["id"])] == [teaser(2, 0)["id"]]
+    assert _place(items, None, "ffffffffffffffff") is None
 
 
 def article(**kw) -> Article:
@@ -55,10 +55,11 @@ def test_kill_document_keeps_no_content():
     killed = article_document(article(version=3, pub_status="canceled", body_html="", body_text=""), {**first, "version": 1}, history_size=10, now=T0)
     assert killed["pub_status"] == "canceled" and killed["headline"] is None and killed["body_html"] == ""
     assert killed["killed_at"] == T0 and killed["section"] == first["section"]
+    assert killed["first_created"] == first["first_created"], "kept so the listings can be found and cleaned"
 
 
 def test_fronts_of_usable_and_killed():
     doc = article_document(article(), None, history_size=10, now=T0)
-    assert set(fronts_of(doc, 5)) == {HOME, "front:section:business", "front:tag:rail"}
-    assert set(fronts_of(doc, 0)) == {HOME, "front:section:business"}
+    assert set(fronts_of(doc, 5)) == {("home", "2026112700"), ("section:business", "20261127"), ("tag:rail", "20261127")}
+    assert set(fronts_of(doc, 0)) == {("home", "2026112700"), ("section:business", "20261127")}
     assert fronts_of({**doc, "pub_status": "canceled"}, 5) == {}

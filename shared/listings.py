@@ -1,0 +1,38 @@
+"""Precomputed listings ("fronts"): the home page, each section and each tag.
+
+A listing is split into time buckets so that storing an article rewrites one small document:
+
+- the index document ``front:<key>`` (``key`` = ``home``, ``section:<slug>``, ``tag:<slug>``)
+  holds the listing's name and the keys of its non-empty buckets, newest first (and, for the
+  home listing, the known sections);
+- a bucket document ``front:<key>:<bucket>`` holds the teasers published in one hour (home) or
+  one day (sections and tags), newest first.
+
+An article's bucket follows from its publication time, so an update or a kill finds it without
+a lookup. Storage is the only writer; the gateway reads the index and then buckets, newest
+first, until a page is full: every read is an ``_id`` lookup.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+HOME_KEY = "home"
+MAX_BUCKETS = 5_000  # an index keeps the newest buckets (~7 months of hourly home buckets)
+
+
+def index_id(key: str) -> str:
+    return f"front:{key}"
+
+
+def bucket_of(key: str, published_at: datetime) -> str:
+    return published_at.strftime("%Y%m%d%H" if key == HOME_KEY else "%Y%m%d")
+
+
+def bucket_id(key: str, bucket: str) -> str:
+    return f"front:{key}:{bucket}"
+
+
+def sort_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(items, key=lambda i: (i["published_at"], i["id"]), reverse=True)
