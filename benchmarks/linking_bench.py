@@ -20,7 +20,6 @@ import argparse
 import csv
 import gc
 import json
-import math
 import os
 import random
 import re

@@ -108,14 +108,21 @@ pid_alive() {
   local f="$PIDS/$1.pid" pid
   [[ -s $f ]] || return 1
   pid="$(head -n1 "$f")"
-  if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null &&
-     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"; then
+  if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && cmdline_has "$pid" "$2"; then
     printf '%s' "$pid"
     return 0
   fi
   rm -f "$f"
   return 1
 }
+# cmdline_has PID STRING: the process's command line (arguments joined by spaces, plus a
+# trailing space) contains STRING.
+cmdline_has() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2"; }
+
+# A component that is already running must match the current settings; otherwise `start`
+# would wait on the wrong port. Changing settings means `stop` first.
+mismatch() { die "$1 (pid $2) runs with other settings ($3); '$0 stop' first, or set them back"; }
+
 kafka_pid()    { pid_alive kafka "$KAFKA_DIR/server.properties"; }
 ferretdb_pid() { pid_alive ferretdb "kazpost-ferretdb"; }
 postgres_pid() { pid_alive postgres "$PG_DATA"; }
@@ -324,6 +331,8 @@ EOF
 start_kafka() {
   local pid
   if pid="$(kafka_pid)"; then
+    grep -qxF "listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT" \
+      "$KAFKA_DIR/server.properties" || mismatch kafka "$pid" "ports"
     log "kafka already running (pid $pid)"
     return 0
   fi
@@ -372,6 +381,7 @@ make_traversable() { # make_traversable DIR
 start_postgres() {
   local pid
   if pid="$(postgres_pid)"; then
+    cmdline_has "$pid" "-p $PG_PORT " || mismatch postgresql "$pid" "port"
     log "postgresql already running (pid $pid)"
     return 0
   fi
@@ -398,7 +408,9 @@ start_postgres() {
     -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_SOCK" 9>&- ||
     { tail_logs "$LOGS/postgres.log"; die "postgresql did not start"; }
   head -n1 "$PG_DATA/postmaster.pid" >"$PIDS/postgres.pid"
-  # FerretDB's role and database.
+}
+
+ensure_pg_database() { # FerretDB's role and database (checked on every start: cheap)
   if [[ -z "$(pg_psql postgres -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$PG_ROLE'")" ]]; then
     pg_psql postgres -c "CREATE ROLE $PG_ROLE LOGIN"
   fi
@@ -410,8 +422,8 @@ start_postgres() {
 start_ferretdb() {
   local pid bin args
   if pid="$(ferretdb_pid)"; then
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "-handler $DB_BACKEND " ||
-      die "ferretdb (pid $pid) runs with another backend than '$DB_BACKEND'; '$0 stop' first"
+    cmdline_has "$pid" "-listen-addr 127.0.0.1:$MONGO_PORT " || mismatch ferretdb "$pid" "port"
+    cmdline_has "$pid" "-handler $DB_BACKEND " || mismatch ferretdb "$pid" "backend"
     log "ferretdb already running (pid $pid)"
     return 0
   fi
@@ -455,8 +467,7 @@ async def probe():
     finally:
         await admin.close()
 
-last = "no attempt"
-while time.monotonic() < deadline:
+while True:  # at least one attempt, even past the deadline
     try:
         os.kill(pid, 0)
     except OSError:
@@ -466,6 +477,8 @@ while time.monotonic() < deadline:
         sys.exit(0)
     except Exception as exc:
         last = f"{type(exc).__name__}: {exc}"
+    if time.monotonic() >= deadline:
+        break
     time.sleep(0.3)
 print(f"kafka not ready: {last}", file=sys.stderr)
 sys.exit(1)
@@ -478,8 +491,7 @@ import os, sys, time
 from pymongo import MongoClient
 
 uri, dbname, pid, deadline = sys.argv[1], sys.argv[2], int(sys.argv[3]), time.monotonic() + float(sys.argv[4])
-last = "no attempt"
-while time.monotonic() < deadline:
+while True:  # at least one attempt, even past the deadline
     try:
         os.kill(pid, 0)
     except OSError:
@@ -494,6 +506,8 @@ while time.monotonic() < deadline:
         sys.exit(0)
     except Exception as exc:
         last = f"{type(exc).__name__}: {exc}"
+    if time.monotonic() >= deadline:
+        break
     time.sleep(0.3)
 print(f"database not ready: {last}", file=sys.stderr)
 sys.exit(1)
@@ -548,7 +562,7 @@ cmd_start() {
   deadline=$(($(date +%s) + START_TIMEOUT))
   # Kafka first: the JVM warms up while PostgreSQL and FerretDB start.
   start_kafka
-  if [[ $DB_BACKEND == postgresql ]]; then start_postgres; fi
+  if [[ $DB_BACKEND == postgresql ]]; then start_postgres; ensure_pg_database; fi
   start_ferretdb
   wait_db_ready "$deadline"
   wait_kafka_ready "$deadline"
@@ -667,8 +681,8 @@ cmd_gin_indexes() {
   fi
 
   # One CREATE INDEX IF NOT EXISTS per (table, field), executed by \gexec. Index names are
-  # deterministic: kazpost_gin_<table>_<field>, or a hashed form when that is not a plain
-  # identifier of at most 63 bytes.
+  # deterministic: kazpost_gin_<table>_<field>, or, when that is not a plain lower-case
+  # identifier of at most 63 bytes, a shortened form ending in a hash of table and field.
   pg_psql "$PG_DB" -tA -v schema="$MONGO_DB" -v pairs="$pairs" <<'SQL'
 SET client_min_messages = warning;
 WITH meta AS (
@@ -685,8 +699,8 @@ WITH meta AS (
 ), named AS (
   SELECT tbl, field,
          CASE WHEN length('kazpost_gin_' || tbl || '_' || field) <= 63
-                   AND field ~ '^[A-Za-z0-9_]+$' AND tbl ~ '^[a-z0-9_]+$'
-              THEN lower('kazpost_gin_' || tbl || '_' || field)
+                   AND field ~ '^[a-z0-9_]+$' AND tbl ~ '^[a-z0-9_]+$'
+              THEN 'kazpost_gin_' || tbl || '_' || field
               ELSE left('kazpost_gin_' || regexp_replace(lower(tbl || '_' || field), '[^a-z0-9_]', '_', 'g'), 54)
                    || '_' || left(md5(tbl || '/' || field), 8)
          END AS idx
@@ -710,8 +724,8 @@ SQL
 }
 
 # ---------------------------------------------------------------------------------------------
-usage() {
-  sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+usage() { # the header comment of this file
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
 }
 
 case "${1:-}" in

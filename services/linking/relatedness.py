@@ -8,10 +8,14 @@ Method (lexical, multilingual, dependency-light):
   Title terms count extra.  Capitalised words that are not sentence-initial and numbers are also
   turned into language-neutral "entity keys" (transliterated to Latin, prefix-truncated) which
   are what cross-language matching relies on.
-* Weighting: BM25-saturated term frequency x IDF (IDF from the indexed corpus, updated as it
-  grows), L2-normalised, pruned to each doc's top terms (noise reduction + compact storage).
+* Weighting: raw term frequency x BM25-form IDF ``ln(1 + (N - df + .5) / (df + .5))`` (IDF from
+  the indexed corpus, updated as it grows; stored vectors keep term frequencies so that scores
+  always use the current IDF), L2-normalised, pruned to each doc's top terms (noise reduction and
+  compact storage).  Entity keys take part with a reduced weight.
 * Relatedness: cosine of the pruned vectors, mapped by a square root onto a roughly linear
-  0..1 scale.  Cross-language pairs are scored on entity keys only and must clear a high bar.
+  0..1 scale.  Pairs in different languages can only match through what they share (names,
+  numbers, entity keys); in related lists they are down-weighted, must clear a high bar
+  ("clearly the same story") and come after the same-language matches.
 * Near-duplicates: 64 one-byte MinHash values over word 4-shingles per doc; candidates come
   from the relatedness retrieval itself (an exact copy always ranks first) and are verified by the
   estimated Jaccard similarity.  Duplicates are kept in clusters; related lists show at most one
@@ -31,7 +35,6 @@ import zlib
 from array import array
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -368,15 +371,6 @@ def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray | floa
     """Jaccard estimate from one-byte MinHash signatures (corrected for 1/256 chance hits)."""
     m = np.mean(sig_a == sig_b, axis=-1)
     return np.clip((m - 1 / 256) / (1 - 1 / 256), 0.0, 1.0)
-
-
-def _pearson(x: Iterable[float], y: Iterable[float]) -> float:
-    x = np.asarray(list(x), float)
-    y = np.asarray(list(y), float)
-    x = x - x.mean()
-    y = y - y.mean()
-    d = math.sqrt(float((x * x).sum() * (y * y).sum()))
-    return float((x * y).sum() / d) if d else 0.0
 
 
 class RelatedIndex:
