@@ -20,6 +20,7 @@ import random
 import statistics
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from aiokafka import AIOKafkaProducer
@@ -39,11 +40,12 @@ def corpus() -> list[tuple[str, str, str]]:
     return [("news", " ".join(random.choices(words, k=6)), " ".join(random.choices(words, k=300))) for _ in range(500)]
 
 
-def item(uri: str, version: int, category: str, title: str, text: str) -> dict:
+def item(uri: str, version: int, category: str, title: str, text: str, published: datetime | None = None) -> dict:
     paragraphs = "".join(f"<p>{p}</p>" for p in text.split("\n") if p.strip())
+    published = published or datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
     return {
         "uri": uri, "type": "text", "version": version,
-        "versionCreated": f"2026-11-27T{8 + version:02d}:00:00+05:00", "firstCreated": "2026-11-27T08:00:00+05:00",
+        "versionCreated": (published + timedelta(minutes=version - 1)).isoformat(), "firstCreated": published.isoformat(),
         "pubStatus": "usable", "language": "en",
         "headlines": [{"role": "main", "value": title if version == 1 else f"{title} (updated)"}],
         "bodies": [{"role": "main", "contentType": "text/html", "value": paragraphs}],
@@ -81,6 +83,8 @@ async def main() -> None:
     parser.add_argument("--preload", type=int, default=0)
     parser.add_argument("--gateway", default="http://127.0.0.1:8080")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--spread-hours", type=float, default=24.0,
+                        help="publication times spread over this many hours before now (0 = all at once, the worst case)")
     args = parser.parse_args()
     kafka = KafkaSettings()
     texts = corpus()
@@ -93,15 +97,19 @@ async def main() -> None:
             if args.preload:
                 pre = [f"urn:bench:{run}:pre:{i}" for i in range(args.preload)]
                 t0 = time.monotonic()
-                await publish_all(producer, kafka.topic_upstream, [item(u, 1, *texts[i % len(texts)]) for i, u in enumerate(pre)])
+                start = datetime.now(UTC) - timedelta(days=30)
+                await publish_all(producer, kafka.topic_upstream, [
+                    item(u, 1, *texts[i % len(texts)], start + timedelta(minutes=10 * i)) for i, u in enumerate(pre)])
                 took = await wait_until(http, args.gateway, random.sample(pre, min(200, len(pre))) + pre[-20:], 1, args.timeout)
                 print(f"preload: {args.preload} articles stored in {time.monotonic() - t0:.1f}s "
                       f"({args.preload / (time.monotonic() - t0):.0f} articles/s)")
             uris = [f"urn:bench:{run}:burst:{i}" for i in range(args.n)]
             chosen = [texts[(i * 7919) % len(texts)] for i in range(args.n)]
+            now = datetime.now(UTC)
+            times = [now - timedelta(hours=args.spread_hours * i / args.n) for i in range(args.n)]
             t0 = time.monotonic()
-            await publish_all(producer, kafka.topic_upstream, [item(u, 1, *c) for u, c in zip(uris, chosen)])
-            await publish_all(producer, kafka.topic_upstream, [item(u, 2, *c) for u, c in zip(uris, chosen)])
+            await publish_all(producer, kafka.topic_upstream, [item(u, 1, *c, t) for u, c, t in zip(uris, chosen, times)])
+            await publish_all(producer, kafka.topic_upstream, [item(u, 2, *c, t) for u, c, t in zip(uris, chosen, times)])
             published = time.monotonic() - t0
             took = await wait_until(http, args.gateway, uris, 2, args.timeout)
             total = published + took

@@ -22,7 +22,7 @@ from services.gateway.cache import MISSING, Cache, Page
 from services.gateway.i18n import date_time, labels, long_date, ui_language
 from services.gateway.settings import GatewaySettings
 from shared.events import article_id_for
-from shared.listings import bucket_id, index_id, sort_items
+from shared.listings import bucket_id, bucket_start, index_id, sort_items
 from shared.mongo import ARTICLES, FRONTS, RELATED
 
 log = structlog.get_logger("gateway")
@@ -67,8 +67,7 @@ class ReadModel:
         scanned = 0
         for bucket in index.get("buckets", []):
             if position is not None:
-                bucket_start = datetime.strptime(bucket.ljust(10, "0"), "%Y%m%d%H").replace(tzinfo=UTC)
-                if int(bucket_start.timestamp() * 1000) > position[0]:
+                if int(bucket_start(bucket).timestamp() * 1000) > position[0]:
                     continue
             doc = await self.get(FRONTS, bucket_id(key, bucket))
             deps.add(f"{FRONTS}:{bucket_id(key, bucket)}")

@@ -60,6 +60,15 @@ def test_kill_document_keeps_no_content():
 
 def test_fronts_of_usable_and_killed():
     doc = article_document(article(), None, history_size=10, now=T0)
-    assert set(fronts_of(doc, 5)) == {("home", "2026112700"), ("section:business", "20261127"), ("tag:rail", "20261127")}
-    assert set(fronts_of(doc, 0)) == {("home", "2026112700"), ("section:business", "20261127")}
+    assert set(fronts_of(doc, 5)) == {("home", "20261127000"), ("section:business", "2026112700"), ("tag:rail", "2026112700")}
+    assert set(fronts_of(doc, 0)) == {("home", "20261127000"), ("section:business", "2026112700")}
     assert fronts_of({**doc, "pub_status": "canceled"}, 5) == {}
+
+
+def test_bucket_keys_and_starts():
+    from shared.listings import bucket_of, bucket_start
+
+    t = datetime(2026, 11, 27, 9, 47, 5, tzinfo=UTC)
+    assert bucket_of("home", t) == "20261127094" and bucket_of("section:x", t) == "2026112709"
+    assert bucket_start("20261127094") == datetime(2026, 11, 27, 9, 40, tzinfo=UTC) <= t
+    assert bucket_start("2026112709") == datetime(2026, 11, 27, 9, tzinfo=UTC)
