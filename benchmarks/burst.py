@@ -103,6 +103,13 @@ async def main() -> None:
                 took = await wait_until(http, args.gateway, random.sample(pre, min(200, len(pre))) + pre[-20:], 1, args.timeout)
                 print(f"preload: {args.preload} articles stored in {time.monotonic() - t0:.1f}s "
                       f"({args.preload / (time.monotonic() - t0):.0f} articles/s)")
+            # One article on an idle pipeline: publish → readable through the API.
+            single = f"urn:bench:{run}:single"
+            t0 = time.monotonic()
+            await publish_all(producer, kafka.topic_upstream, [item(single, 1, *texts[0], datetime.now(UTC))])
+            while (await versions(http, args.gateway, [single]))[0] < 1:
+                await asyncio.sleep(0.02)
+            print(f"single article: readable through the API {time.monotonic() - t0:.2f}s after the publish (target < 5s)")
             uris = [f"urn:bench:{run}:burst:{i}" for i in range(args.n)]
             chosen = [texts[(i * 7919) % len(texts)] for i in range(args.n)]
             now = datetime.now(UTC)
