@@ -19,6 +19,7 @@ from aiohttp import web
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.gateway.cache import MISSING, Cache, Page
+from services.gateway.openapi import document as openapi_document
 from services.gateway.i18n import date_time, labels, long_date, ui_language
 from services.gateway.settings import GatewaySettings
 from shared.events import article_id_for
@@ -43,6 +44,15 @@ class ApiError(web.HTTPException):
             text=json.dumps({"error": {"status": status, "code": code, "message": message}}),
             content_type="application/json",
         )
+
+
+def check_params(request: web.Request, allowed: set[str]) -> None:
+    """Unknown or repeated query parameters are a client error, never silently ignored."""
+    for name in request.query:
+        if name not in allowed:
+            raise ApiError(400, "bad_request", f"unknown parameter {name[:40]!r}; allowed: {', '.join(sorted(allowed))}")
+        if len(request.query.getall(name)) > 1:
+            raise ApiError(400, "bad_request", f"parameter {name!r} given more than once")
 
 
 class ReadModel:
@@ -322,8 +332,15 @@ class Views:
             page_no = min(max(int(request.query.get("page", "1")), 1), 50)
         except ValueError:
             page_no = 1
-        result = await self._search(query, language, page_no) if query else {"total": 0, "hits": [], "terms": []}
-        context = self._context(request, self.settings.default_language, query=query, result=result,
+        result: dict[str, Any] = {"total": 0, "hits": [], "terms": []}
+        unavailable = False
+        if query:
+            try:
+                result = await self._search(query, language, page_no)
+            except Exception as exc:  # noqa: BLE001 - the search index is another service
+                log.warning("search_unavailable", error=repr(exc))
+                unavailable = True
+        context = self._context(request, self.settings.default_language, query=query, result=result, unavailable=unavailable,
                                 page_no=page_no, sections=await self._sections(), page_size=self.settings.page_size)
         page = self._render(request, "search.html", context)
         response = respond(request, page)
@@ -384,6 +401,47 @@ class Views:
             ],
         }
 
+    def _teaser_json(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": item["id"], "headline": item["headline"], "standfirst": item.get("standfirst"),
+            "language": item["language"], "section": item.get("section"),
+            "url": self.settings.public_base_url.rstrip("/") + article_path(item),
+            "published_at": item["published_at"].isoformat(), "updated_at": item["updated_at"].isoformat(),
+        }
+
+    async def api_search(self, request: web.Request) -> web.StreamResponse:
+        check_params(request, {"q", "lang", "page"})
+        query = request.query.get("q", "").strip()
+        if not 1 <= len(query) <= 200:
+            raise ApiError(400, "bad_request", "q must be 1..200 characters")
+        language = request.query.get("lang")
+        if language is not None and language not in ("kk", "ru", "en"):
+            raise ApiError(400, "bad_request", "lang must be kk, ru or en")
+        try:
+            page_no = int(request.query.get("page", "1"))
+        except ValueError:
+            raise ApiError(400, "bad_request", "page must be an integer") from None
+        if not 1 <= page_no <= 50:
+            raise ApiError(400, "bad_request", "page must be between 1 and 50")
+        try:
+            result = await self._search(query, language, page_no)
+        except Exception as exc:  # noqa: BLE001 - the search index is another service
+            log.warning("search_unavailable", error=repr(exc))
+            raise ApiError(503, "unavailable", "search is unavailable, try again shortly") from None
+        body = {"query": query, "page": page_no, "total": result["total"], "terms": result.get("terms", []),
+                "items": [{**self._teaser_json(h["teaser"]), "score": h["score"]} for h in result["hits"]]}
+        response = respond(request, make_page(json.dumps(body, ensure_ascii=False), content_type="application/json; charset=utf-8"))
+        response.headers["Cache-Control"] = "public, max-age=10"
+        return response
+
+    async def api_sections(self, request: web.Request) -> web.StreamResponse:
+        body = {"sections": await self._sections()}
+        return respond(request, make_page(json.dumps(body, ensure_ascii=False), content_type="application/json; charset=utf-8"))
+
+    async def openapi(self, request: web.Request) -> web.StreamResponse:
+        body = json.dumps(openapi_document(self.settings.public_base_url))
+        return respond(request, make_page(body, content_type="application/json; charset=utf-8"))
+
     async def _api_article(self, request: web.Request, article_id: str) -> web.StreamResponse:
         status, doc = await self._article_state(article_id)
         if status == 410:
@@ -398,6 +456,7 @@ class Views:
         return await self._api_article(request, request.match_info["id"])
 
     async def api_articles(self, request: web.Request) -> web.StreamResponse:
+        check_params(request, {"uri", "section", "tag", "lang", "limit", "cursor"})
         uri = request.query.get("uri")
         if uri is not None:
             if not uri.strip() or len(uri) > 2048:
@@ -424,16 +483,5 @@ class Views:
             _, shown, next_cursor, _ = await self.read.listing(key, cursor=request.query.get("cursor"), size=limit, language=language)
         except ValueError as exc:
             raise ApiError(400, "bad_request", str(exc)) from None
-        base = self.settings.public_base_url.rstrip("/")
-        body = {
-            "items": [
-                {
-                    "id": i["id"], "headline": i["headline"], "standfirst": i.get("standfirst"),
-                    "language": i["language"], "section": i.get("section"), "url": base + article_path(i),
-                    "published_at": i["published_at"].isoformat(), "updated_at": i["updated_at"].isoformat(),
-                }
-                for i in shown
-            ],
-            "next_cursor": next_cursor,
-        }
+        body = {"items": [self._teaser_json(i) for i in shown], "next_cursor": next_cursor}
         return respond(request, make_page(json.dumps(body, ensure_ascii=False), content_type="application/json; charset=utf-8"))

@@ -1,0 +1,323 @@
+"""The site in a real browser (headless Chromium through Playwright), against the whole pipeline.
+
+Articles go in upstream through Kafka, exactly as a publisher sends them; a reader then
+clicks through the site, on a desktop and on a phone, with and without JavaScript. axe-core
+checks the pages' accessibility, and a body full of XSS payloads must run nothing and reach
+no other host. Screenshots of every step land in ``artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.browser.conftest import Article, Site, publish_and_wait
+
+pytestmark = pytest.mark.browser
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+DESKTOP = {"viewport": {"width": 1280, "height": 900}}
+
+
+async def shot(page: Page, directory: pathlib.Path, name: str) -> None:
+    await page.screenshot(path=str(directory / f"{name}.png"), full_page=True)
+
+
+async def goto(page: Page, url: str) -> None:
+    response = await page.goto(url, wait_until="load")
+    assert response is not None and response.status == 200, f"{url} answered {response and response.status}"
+
+
+# --- a reader's journey -------------------------------------------------------------------------
+
+async def test_reader_journey_home_article_related_search_section(site: Site, new_context, browser_artifacts):
+    context = await new_context(**DESKTOP)
+    page = await context.new_page()
+    docking, launch = site.docking, site.launch
+
+    await goto(page, site.url("/"))
+    await expect(page).to_have_title(re.compile("KazPost"))
+    await expect(page.locator("#listing-title")).to_have_text("Latest news")
+    await shot(page, browser_artifacts, "journey-1-home")
+
+    await page.locator(".teaser-headline").get_by_role("link", name=docking.headline, exact=True).click()
+    await expect(page).to_have_url(site.url(docking.path))
+    await expect(page.locator("h1.headline")).to_have_text(docking.headline)
+    await expect(page.locator("p.standfirst")).to_have_text(docking.standfirst)
+    await expect(page.locator(".article-body")).to_contain_text("docked with the International Space Station")
+    related = page.locator("section.related")
+    await expect(related.get_by_role("heading", level=2)).to_have_text("Related Articles")
+    related_link = related.get_by_role("link", name=launch.headline, exact=True)
+    await expect(related_link).to_have_attribute("href", launch.path)
+    await shot(page, browser_artifacts, "journey-2-article")
+
+    await related_link.click()
+    await expect(page).to_have_url(site.url(launch.path))
+    await expect(page.locator("h1.headline")).to_have_text(launch.headline)
+    await expect(page.locator("p.standfirst")).to_have_text(launch.standfirst)
+    await expect(page.locator(".article-body")).to_contain_text("lifted off from the Baikonur cosmodrome")
+    await expect(page.locator("section.related").get_by_role("link", name=docking.headline, exact=True)).to_be_visible()
+    await shot(page, browser_artifacts, "journey-3-related-article")
+
+    await page.get_by_role("searchbox", name="Search").fill(site.search_word)
+    await page.get_by_role("search").get_by_role("button", name="Search").click()
+    await expect(page).to_have_url(site.url(f"/search?q={site.search_word}"))
+    await expect(page.locator("#search-title")).to_have_text(f"Results for “{site.search_word}”")
+    results = page.locator(".search-results .teaser-headline")
+    await expect(results.get_by_role("link", name=docking.headline, exact=True)).to_have_attribute("href", docking.path)
+    await expect(results.get_by_role("link", name=launch.headline, exact=True)).to_have_attribute("href", launch.path)
+    await expect(page.get_by_role("searchbox", name="Search")).to_have_value(site.search_word)
+    await shot(page, browser_artifacts, "journey-4-search")
+
+    nav_link = page.get_by_role("navigation", name="Sections").get_by_role("link", name=site.section_name, exact=True)
+    await nav_link.click()
+    await expect(page).to_have_url(site.url(f"/section/{site.section_slug}"))
+    await expect(page.locator("#listing-title")).to_have_text(site.section_name)
+    await expect(page.get_by_role("navigation", name="Sections").get_by_role("link", name=site.section_name, exact=True)
+                 ).to_have_attribute("aria-current", "page")
+    listing = page.locator(".listing .teaser-headline")
+    await expect(listing.get_by_role("link", name=docking.headline, exact=True)).to_be_visible()
+    await expect(listing.get_by_role("link", name=launch.headline, exact=True)).to_be_visible()
+    await expect(listing.get_by_role("link", name=site.kazakh.headline)).to_have_count(0)
+    await shot(page, browser_artifacts, "journey-5-section")
+
+
+@pytest.mark.parametrize("which, related_label, search_word", [
+    ("kazakh", "Ұқсас мақалалар", "саябақ"),
+    ("russian", "Похожие статьи", "метро"),
+])
+async def test_kazakh_and_russian_articles(site: Site, new_context, browser_artifacts, which, related_label, search_word):
+    article: Article = getattr(site, which)
+    context = await new_context(**DESKTOP)
+    page = await context.new_page()
+
+    await goto(page, site.url("/"))
+    await page.locator(".teaser-headline").get_by_role("link", name=article.headline, exact=True).click()
+    await expect(page).to_have_url(site.url(article.path))
+    await expect(page.locator("html")).to_have_attribute("lang", article.language)
+    await expect(page.locator("article.article")).to_have_attribute("lang", article.language)
+    await expect(page.locator("h1.headline")).to_have_text(article.headline)
+    await expect(page.locator("p.standfirst")).to_have_text(article.standfirst)
+    await expect(page.locator("#related-title")).to_have_text(related_label)
+    await shot(page, browser_artifacts, f"language-{article.language}-article")
+
+    await page.get_by_role("searchbox").fill(search_word)
+    await page.get_by_role("searchbox").press("Enter")
+    await expect(page).to_have_url(re.compile(r"/search\?q="))
+    await expect(page.locator(".search-results").get_by_role("link", name=article.headline, exact=True)).to_be_visible()
+    await shot(page, browser_artifacts, f"language-{article.language}-search")
+
+
+# --- a phone, and no JavaScript --------------------------------------------------------------------
+
+async def test_phone_width_has_no_horizontal_scroll(site: Site, new_context, browser_artifacts):
+    context = await new_context(**PHONE)
+    page = await context.new_page()
+    for name, path in [("article", site.docking.path), ("article-kk", site.kazakh.path), ("home", "/")]:
+        await goto(page, site.url(path))
+        sizes = await page.evaluate(
+            "() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})")
+        await shot(page, browser_artifacts, f"phone-{name}")
+        assert sizes["inner"] == 390, sizes
+        assert sizes["scroll"] <= sizes["inner"], f"{path} scrolls sideways on a 390 px phone: {sizes}"
+
+
+async def test_article_works_without_javascript(site: Site, new_context, browser_artifacts):
+    context = await new_context(java_script_enabled=False, **DESKTOP)
+    page = await context.new_page()
+    await goto(page, site.url(site.docking.path))
+    await expect(page.locator("h1.headline")).to_have_text(site.docking.headline)
+    await expect(page.locator("p.standfirst")).to_have_text(site.docking.standfirst)
+    await expect(page.locator(".article-body")).to_contain_text("docked with the International Space Station")
+    await expect(page.locator("section.related").get_by_role("link", name=site.launch.headline, exact=True)).to_be_visible()
+
+    form = page.locator('form[action="/newsletter"]')
+    await expect(form).to_have_count(1)
+    await expect(form).to_have_attribute("method", "post")
+    email = form.get_by_role("textbox", name="Email address")
+    await expect(email).to_be_visible()
+    await expect(email).to_have_attribute("type", "email")
+    await expect(form.get_by_role("button", name="Subscribe")).to_be_visible()
+    await shot(page, browser_artifacts, "no-js-article")
+
+    # Plain links and a GET form: search works without scripts too.
+    await page.get_by_role("searchbox", name="Search").fill(site.search_word)
+    await page.get_by_role("searchbox", name="Search").press("Enter")
+    await expect(page.locator(".search-results").get_by_role("link", name=site.launch.headline, exact=True)).to_be_visible()
+
+
+# --- accessibility (axe-core) ----------------------------------------------------------------------
+
+AXE_RUN = """async () => {
+  const result = await axe.run(document, {resultTypes: ["violations"]});
+  return result.violations.map(v => ({
+    id: v.id, impact: v.impact, help: v.help, helpUrl: v.helpUrl,
+    nodes: v.nodes.map(n => ({target: n.target, html: n.html, summary: n.failureSummary})),
+  }));
+}"""
+AXE_PAGES = {
+    "home": lambda site: "/",
+    "article": lambda site: site.docking.path,
+    "article-kk": lambda site: site.kazakh.path,
+    "search": lambda site: f"/search?q={site.search_word}",
+    "section": lambda site: f"/section/{site.section_slug}",
+}
+
+
+def describe(violations: list[dict]) -> str:
+    lines = []
+    for v in violations:
+        lines.append(f"- {v['id']} [{v['impact']}] {v['help']} ({v['helpUrl']})")
+        for n in v["nodes"][:10]:
+            lines.append(f"    {' '.join(map(str, n['target']))}: {n['html'][:200]}")
+            if n.get("summary"):
+                lines.append("      " + n["summary"].replace("\n", "\n      "))
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("page_name", list(AXE_PAGES))
+@pytest.mark.parametrize("form_factor", ["desktop", "phone"])
+async def test_accessibility_axe(site: Site, new_context, browser_artifacts, axe_source, page_name, form_factor):
+    # axe is injected as an inline script, which the site's CSP (script-src 'self') forbids.
+    context = await new_context(bypass_csp=True, **(PHONE if form_factor == "phone" else DESKTOP))
+    page = await context.new_page()
+    await goto(page, site.url(AXE_PAGES[page_name](site)))
+    await page.add_script_tag(content=axe_source)
+    violations = await page.evaluate(AXE_RUN)
+    (browser_artifacts / f"axe-{page_name}-{form_factor}.json").write_text(
+        json.dumps(violations, ensure_ascii=False, indent=2), encoding="utf-8")
+    if violations:
+        print(f"axe on {page_name} ({form_factor}):\n{describe(violations)}")
+    blocking = [v for v in violations if v["impact"] in ("serious", "critical")]
+    assert not blocking, f"axe found serious or critical violations on {page_name} ({form_factor}):\n{describe(violations)}"
+
+
+# --- XSS ---------------------------------------------------------------------------------------------
+
+XSS_DIR = ("data", "badinput", "payloadsallthethings", "xss")
+PAYLOADS_PER_FILE = 5
+CLASSIC_PAYLOADS = [
+    "<script>window.__xss=1</script>",
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    "<img src=x onerror=\"window.__xss=1\">",
+    "<svg onload=alert(1)>",
+    "<svg><script>window.__xss=1</script></svg>",
+    "<a href=\"javascript:alert(1)\">x</a>",
+    "<a href=\"javascript:window.__xss=1\" id=\"xss-link\">click</a>",
+    "<iframe src=javascript:alert(1)>",
+    "<iframe srcdoc=\"<script>parent.__xss=1</script>\"></iframe>",
+    "<body onload=alert(1)>",
+    "<details open ontoggle=\"window.__xss=1\">",
+    "<math><mtext><table><mglyph><style><img src=x onerror=\"window.__xss=1\">",
+    "<form><button formaction=javascript:alert(1)>go</button></form>",
+    "<object data=\"javascript:alert(1)\"></object>",
+    "<embed src=\"javascript:alert(1)\">",
+    "<meta http-equiv=\"refresh\" content=\"0;url=javascript:alert(1)\">",
+    "<base href=\"https://attacker.invalid/\">",
+    "<link rel=stylesheet href=\"https://attacker.invalid/x.css\">",
+    "<script src=\"https://attacker.invalid/x.js\"></script>",
+    "<div style=\"background:url(https://attacker.invalid/x.png)\">styled</div>",
+    "<p>&lt;script&gt;window.__xss=1&lt;/script&gt;</p>",
+]
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def xss_payloads(shared_dir: pathlib.Path) -> list[str]:
+    """The classics, plus PAYLOADS_PER_FILE markup payloads evenly spread over each list."""
+    directory = shared_dir.joinpath(*XSS_DIR)
+    if not directory.is_dir():
+        pytest.fail(f"the XSS payload lists are missing: no directory {directory} (shared/ beside the repository)")
+    picked: list[str] = []
+    for path in sorted(directory.glob("*.txt")):
+        lines = [_CONTROL.sub("", line).strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+        # Markup payloads only: the event-handler name lists hold bare names.
+        lines = [line for line in lines if "<" in line and len(line) <= 500]
+        if lines:
+            step = max(1, len(lines) // PAYLOADS_PER_FILE)
+            picked += lines[::step][:PAYLOADS_PER_FILE]
+    if len(picked) < 20:
+        pytest.fail(f"only {len(picked)} markup payloads found under {directory}")
+    return CLASSIC_PAYLOADS + picked
+
+
+def watch(page: Page) -> dict[str, list]:
+    seen: dict[str, list] = {"dialogs": [], "external": [], "console": []}
+
+    async def on_dialog(dialog):
+        seen["dialogs"].append(f"{dialog.type}: {dialog.message}")
+        await dialog.dismiss()
+
+    def on_request(request):
+        parts = urlsplit(request.url)
+        if parts.scheme not in ("data", "blob", "about") and parts.hostname != "127.0.0.1":
+            seen["external"].append(f"{request.resource_type} {request.url}")
+
+    page.on("dialog", on_dialog)
+    page.on("request", on_request)
+    page.on("console", lambda message: seen["console"].append(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: seen["console"].append(f"pageerror: {error}"))
+    return seen
+
+
+BODY_DOM_CHECK = """() => {
+  const bad = [];
+  for (const el of document.querySelectorAll("body *")) {
+    for (const attr of el.attributes) {
+      const name = attr.name.toLowerCase(), value = attr.value.replace(/[\\s\\x00-\\x1f]/g, "").toLowerCase();
+      if (name.startsWith("on") || name === "srcdoc" || name === "formaction" || name === "style" && el.closest(".article-body"))
+        bad.push(el.tagName + " " + name + "=" + attr.value.slice(0, 80));
+      if (["href", "src", "action", "data", "xlink:href"].includes(name) && /^(javascript|vbscript|data):/.test(value))
+        bad.push(el.tagName + " " + name + "=" + attr.value.slice(0, 80));
+    }
+  }
+  for (const el of document.querySelectorAll(".article-body script, .article-body iframe, .article-body object, "
+       + ".article-body embed, .article-body svg, .article-body math, .article-body form, .article-body style, "
+       + ".article-body link, .article-body meta, .article-body base, .article-body input, .article-body button"))
+    bad.push("element " + el.tagName);
+  return bad;
+}"""
+
+
+async def test_xss_payloads_in_an_article_run_nothing(site: Site, pipeline, producer, run_id, shared_dir,
+                                                      new_context, browser_artifacts):
+    payloads = xss_payloads(shared_dir)
+    body = f"<p>XSS canary {run_id}: every payload below must stay inert.</p>\n" + "\n".join(payloads)
+    article = Article(f"urn:test:{run_id}:xss", "Security review <script>window.__xss=1</script><img src=x onerror=alert(1)>",
+                      "Payloads \"><svg onload=alert(1)> in the standfirst too", "en", "Society")
+    await publish_and_wait(pipeline, producer, [(article, body)], when=datetime.now(UTC).replace(microsecond=0))
+
+    # Once with the site's CSP, once without it: the sanitiser alone must already make the body inert.
+    for label, options in [("csp", {}), ("no-csp", {"bypass_csp": True})]:
+        context = await new_context(**DESKTOP, **options)
+        page = await context.new_page()
+        seen = watch(page)
+        await goto(page, site.url(article.path))
+        await page.wait_for_load_state("networkidle")
+        await expect(page.locator(".article-body")).to_contain_text(f"XSS canary {run_id}")
+        await expect(page.locator("h1.headline")).to_contain_text("Security review")
+        # Give event-handler payloads their chances: pointer over the body, focus moving through it.
+        box = await page.locator(".article-body").bounding_box()
+        if box:
+            for i in range(12):
+                await page.mouse.move(box["x"] + (i % 4 + 0.5) * box["width"] / 4, box["y"] + (i // 4 + 0.5) * box["height"] / 3)
+        for _ in range(15):
+            await page.keyboard.press("Tab")
+        await page.wait_for_timeout(300)
+        await shot(page, browser_artifacts, f"xss-{label}")
+
+        xss_flag = await page.evaluate("() => typeof window.__xss")
+        bad_dom = await page.evaluate(BODY_DOM_CHECK)
+        report = json.dumps({**seen, "window.__xss": xss_flag, "bad_dom": bad_dom}, indent=2, ensure_ascii=False)
+        assert not seen["dialogs"], f"[{label}] a payload opened a dialog:\n{report}"
+        assert not seen["external"], f"[{label}] the page tried to reach another host:\n{report}"
+        assert xss_flag == "undefined", f"[{label}] a payload ran (window.__xss is set):\n{report}"
+        assert not bad_dom, f"[{label}] script vectors survived in the page:\n{report}"
+        blocked = [m for m in seen["console"] if "Content Security Policy" in m or m.startswith("pageerror")]
+        assert not blocked, f"[{label}] something tried to run and was stopped only by the browser:\n{report}"
