@@ -21,9 +21,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from services.gateway.cache import Cache
+from services.gateway.discovery import Discovery
 from services.gateway.i18n import labels
 from services.gateway.settings import GatewaySettings
-from services.gateway.views import ApiError, ReadModel, Views, respond
+from services.gateway.views import SECURITY_HEADERS, ApiError, ReadModel, Views, respond
 from shared import metrics
 from shared.kafka import make_consumer, make_producer
 from shared.logs import configure_logging
@@ -38,18 +39,6 @@ VIEWS = web.AppKey("views", Views)
 CACHE = web.AppKey("cache", Cache)
 CACHE_LISTENING = web.AppKey("cache_listening", asyncio.Event)
 
-CSP = (
-    "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "
-    "media-src 'self'; font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'; upgrade-insecure-requests"
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "strict-origin-when-cross-origin",
-    "X-Frame-Options": "DENY",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
-}
 EMAIL_RE = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 
 
@@ -79,8 +68,8 @@ async def observe(request: web.Request, handler):
         else:
             response = respond(request, request.app[VIEWS].error_page(request, 500))
             status = 500
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+    if "Content-Security-Policy" not in response.headers:  # pages from respond() carry them already
+        response.headers.update(SECURITY_HEADERS)
     metrics.HTTP_SECONDS.labels(route, str(status)).observe(time.perf_counter() - started)
     return response
 
@@ -137,7 +126,9 @@ def create_app(settings: GatewaySettings) -> web.Application:
         }
         await kafka_clients["producer"].send_and_wait(settings.topic_newsletter_signups, json.dumps(event).encode(), key=email.lower().encode())
 
-    views = Views(settings, ReadModel(db, cache), cache, publish_signup=publish_signup)
+    read = ReadModel(db, cache)
+    views = Views(settings, read, cache, publish_signup=publish_signup)
+    discovery = Discovery(settings, read, cache)
     app[VIEWS] = views
     views.static_version = hashlib.blake2b((HERE / "static" / "site.css").read_bytes(), digest_size=6).hexdigest()
     aiohttp_jinja2.setup(
@@ -197,6 +188,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
         web.get("/readyz", readyz),
         web.static("/static", HERE / "static"),
     ])
+    app.add_routes(discovery.routes())
 
     async def lifecycle(app: web.Application):
         producer = kafka_clients["producer"] = make_producer(settings.kafka, "gateway")

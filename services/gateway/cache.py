@@ -18,13 +18,17 @@ from shared import metrics
 
 @dataclass(slots=True)
 class Page:
+    """A rendered response, with its header sets computed once (served many times)."""
+
     status: int
     body: bytes
     gzip_body: bytes | None
-    content_type: str
     etag: str
     last_modified: float
-    headers: dict[str, str]
+    plain_headers: dict[str, str]
+    gzip_headers: dict[str, str]
+    not_modified_headers: dict[str, str]
+    slug: str | None = None
 
 
 _MISSING = object()

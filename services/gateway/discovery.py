@@ -23,7 +23,8 @@ from feedgen.feed import FeedGenerator
 from services.gateway.cache import Cache, Page
 from services.gateway.settings import GatewaySettings
 from services.gateway.views import SLUG_RE, ReadModel, article_path, make_page, now_utc, respond, visible
-from shared.listings import HOME_KEY
+from shared.listings import HOME_KEY, bucket_start, index_id
+from shared.mongo import FRONTS
 
 RSS_TYPE = "application/rss+xml; charset=utf-8"
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
@@ -32,10 +33,11 @@ TEXT_TYPE = "text/plain; charset=utf-8"
 
 FEED_SIZE = 50
 SITEMAP_SIZE = 1_000
-SITEMAP_MAX_BUCKETS = 24 * 31  # hourly home buckets: at most about a month of non-empty hours
+# An index lists only non-empty buckets, so this many buckets always hold enough items.
+SITEMAP_MAX_BUCKETS = SITEMAP_SIZE
 NEWS_WINDOW = timedelta(hours=48)
 NEWS_SIZE = 1_000  # Google News sitemaps hold at most 1,000 URLs
-NEWS_MAX_BUCKETS = 49  # 48 hours of hourly buckets, plus the partial one at the edge
+BUCKET_SPAN_MAX = timedelta(hours=1)  # the longest time slot a bucket covers (see shared.listings)
 HEADLINE_MAX = 110  # schema.org NewsArticle headline limit used by search engines
 DESCRIPTION_MAX = 200
 
@@ -333,10 +335,13 @@ class Discovery:
 
     async def news_sitemap(self, request: web.Request) -> web.StreamResponse:
         async def build() -> tuple[Page, set[str]]:
-            _, items, _, deps = await self.read.listing(HOME_KEY, cursor=None, size=NEWS_SIZE,
-                                                        max_buckets=NEWS_MAX_BUCKETS)
             now = now_utc()
             cutoff = now - NEWS_WINDOW
+            # Read only the buckets that can hold items of the window (the index lists them newest first).
+            index = await self.read.get(FRONTS, index_id(HOME_KEY))
+            recent = sum(1 for b in (index or {}).get("buckets", []) if bucket_start(b) > cutoff - BUCKET_SPAN_MAX)
+            _, items, _, deps = await self.read.listing(HOME_KEY, cursor=None, size=NEWS_SIZE,
+                                                        max_buckets=max(1, min(recent, NEWS_SIZE)))
             items = [i for i in self._shown(items, now) if _aware(i["published_at"]) >= cutoff]
             name = escape(_clean(self.settings.site_name))
             lines = ['<?xml version="1.0" encoding="UTF-8"?>', f'<urlset xmlns="{SITEMAP_NS}" xmlns:news="{NEWS_NS}">']

@@ -145,48 +145,69 @@ def page_after(items: list[dict[str, Any]], cursor: str | None, size: int) -> tu
     return page, next_cursor
 
 
+CSP = (
+    "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "
+    "media-src 'self'; font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'; upgrade-insecure-requests"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "X-Frame-Options": "DENY",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+}
+
+
 def make_page(body: str | bytes, *, status: int = 200, content_type: str = "text/html; charset=utf-8",
-              last_modified: datetime | None = None, headers: dict[str, str] | None = None) -> Page:
+              last_modified: datetime | None = None, headers: dict[str, str] | None = None,
+              slug: str | None = None) -> Page:
     data = body.encode("utf-8") if isinstance(body, str) else body
     etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
+    modified = (last_modified or now_utc()).timestamp()
+    gzip_body = gzip.compress(data, compresslevel=6, mtime=0) if len(data) > 1024 else None
+    common = {
+        **SECURITY_HEADERS,
+        "ETag": etag,
+        "Last-Modified": datetime.fromtimestamp(modified, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        "Cache-Control": CACHE_CONTROL if status < 400 or status == 410 else "public, max-age=10",
+        "Vary": "Accept-Encoding",
+        **(headers or {}),
+    }
     return Page(
         status=status,
         body=data,
-        gzip_body=gzip.compress(data, compresslevel=6, mtime=0) if len(data) > 1024 else None,
-        content_type=content_type,
+        gzip_body=gzip_body,
         etag=etag,
-        last_modified=(last_modified or now_utc()).timestamp(),
-        headers=headers or {},
+        last_modified=modified,
+        plain_headers={**common, "Content-Type": content_type},
+        gzip_headers={**common, "Content-Type": content_type, "Content-Encoding": "gzip"},
+        not_modified_headers=common,
+        slug=slug,
     )
 
 
 def respond(request: web.Request, page: Page) -> web.Response:
-    headers = {
-        "ETag": page.etag,
-        "Last-Modified": datetime.fromtimestamp(page.last_modified, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT"),
-        "Cache-Control": CACHE_CONTROL if page.status < 400 or page.status == 410 else "public, max-age=10",
-        "Vary": "Accept-Encoding",
-        **page.headers,
-    }
     inm = request.headers.get("If-None-Match")
-    if inm and page.status == 200 and (inm.strip() == "*" or page.etag in [t.strip() for t in inm.split(",")]):
-        return web.Response(status=304, headers=headers)
-    ims = request.headers.get("If-Modified-Since")
-    if not inm and ims and page.status == 200:
-        try:
-            since = datetime.strptime(ims, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC).timestamp()
-            if int(page.last_modified) <= since:
-                return web.Response(status=304, headers=headers)
-        except ValueError:
-            pass
-    body = page.body
+    if inm is not None:
+        if page.status == 200 and (inm.strip() == "*" or page.etag in [t.strip() for t in inm.split(",")]):
+            return web.Response(status=304, headers=page.not_modified_headers)
+    else:
+        ims = request.headers.get("If-Modified-Since")
+        if ims and page.status == 200:
+            try:
+                since = datetime.strptime(ims, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC).timestamp()
+                if int(page.last_modified) <= since:
+                    return web.Response(status=304, headers=page.not_modified_headers)
+            except ValueError:
+                pass
     if page.gzip_body is not None and "gzip" in request.headers.get("Accept-Encoding", ""):
-        body = page.gzip_body
-        headers["Content-Encoding"] = "gzip"
+        body, headers = page.gzip_body, page.gzip_headers
+    else:
+        body, headers = page.body, page.plain_headers
     if request.method == "HEAD":
-        return web.Response(status=page.status, headers={**headers, "Content-Type": page.content_type,
-                                                          "Content-Length": str(len(body))})
-    return web.Response(status=page.status, body=body, headers={**headers, "Content-Type": page.content_type})
+        return web.Response(status=page.status, headers={**headers, "Content-Length": str(len(body))})
+    return web.Response(status=page.status, body=body, headers=headers)
 
 
 class Views:
@@ -218,9 +239,10 @@ class Views:
         }
 
     def _render(self, request: web.Request, template: str, context: dict[str, Any], *, status: int = 200,
-                last_modified: datetime | None = None) -> Page:
+                last_modified: datetime | None = None, headers: dict[str, str] | None = None,
+                slug: str | None = None) -> Page:
         html = aiohttp_jinja2.render_string(template, request, context)
-        return make_page(html, status=status, last_modified=last_modified)
+        return make_page(html, status=status, last_modified=last_modified, headers=headers, slug=slug)
 
     async def _sections(self) -> list[dict[str, str]]:
         home = await self.read.get(FRONTS, "front:home")
@@ -308,19 +330,20 @@ class Views:
                     r["teaser"] for r in (related_doc or {}).get("items", [])
                     if visible(r["teaser"], now) and r["teaser"]["id"] != article_id
                 ]
+                from services.gateway.discovery import article_meta  # local: discovery imports views
+
                 article = {**doc, "id": article_id}
                 context = self._context(
                     request, doc.get("language", "en"), article=article, related=related,
                     updated=len(doc.get("history", [])) > 1 or doc["version_created"] > doc["first_created"],
                     sections=await self._sections(), canonical=article_path(article),
+                    meta=article_meta(self.settings, article, related),
                 )
-                page = self._render(request, "article.html", context, last_modified=doc.get("stored_at"))
-                page.headers["Content-Language"] = doc.get("language", "en")
-                page.headers["X-Article-Slug"] = doc["slug"]
+                page = self._render(request, "article.html", context, last_modified=doc.get("stored_at"),
+                                    headers={"Content-Language": doc.get("language", "en")}, slug=doc["slug"])
             self.cache.put_page(key, page, {f"{ARTICLES}:{article_id}", f"{RELATED}:{article_id}", f"{FRONTS}:front:home"})
-        canonical_slug = page.headers.get("X-Article-Slug")
-        if page.status == 200 and canonical_slug and slug != canonical_slug:
-            raise web.HTTPMovedPermanently(location=f"/articles/{article_id}/{canonical_slug}")
+        if page.status == 200 and page.slug and slug != page.slug:
+            raise web.HTTPMovedPermanently(location=f"/articles/{article_id}/{page.slug}")
         return respond(request, page)
 
     async def search(self, request: web.Request) -> web.StreamResponse:

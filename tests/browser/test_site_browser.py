@@ -244,7 +244,37 @@ def xss_payloads(shared_dir: pathlib.Path) -> list[str]:
             picked += lines[::step][:PAYLOADS_PER_FILE]
     if len(picked) < 20:
         pytest.fail(f"only {len(picked)} markup payloads found under {directory}")
-    return CLASSIC_PAYLOADS + picked
+    # <plaintext> can never be closed: such payloads go last (a stable sort keeps the rest in order).
+    return sorted(CLASSIC_PAYLOADS + picked, key=lambda p: "<plaintext" in p.lower())
+
+
+# Ends whatever a payload left open (a comment, an attribute, a raw-text or foreign element), so
+# that one unclosed <iframe> or <svg> cannot swallow, and so hide, every payload after it.
+CLOSE_ALL = ("-->\"'></script></style></iframe></noscript></noembed></noframes></xmp></textarea></title>"
+             "</template></select></option></table></svg></math></object></a>")
+
+
+def marker(n: int) -> str:
+    return f"xss-marker-{n:03d}"
+
+
+def xss_body(payloads: list[str], run_id: str) -> str:
+    parts = [f"<p>XSS canary {run_id}: every payload below must stay inert.</p>"]
+    parts += [f"{payload}\n{CLOSE_ALL}<p>{marker(n)}</p>" for n, payload in enumerate(payloads)]
+    return "\n".join(parts)
+
+
+def is_local(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("data", "blob", "about") or parts.hostname == "127.0.0.1"
+
+
+async def watched_context(new_context, **options):
+    """A context that records dialogs, console messages and requests, and never lets a request
+    leave the machine (it is aborted, but still recorded as attempted)."""
+    context = await new_context(**DESKTOP, **options)
+    await context.route(lambda url: not is_local(url), lambda route: route.abort("blockedbyclient"))
+    return context
 
 
 def watch(page: Page) -> dict[str, list]:
@@ -255,9 +285,8 @@ def watch(page: Page) -> dict[str, list]:
         await dialog.dismiss()
 
     def on_request(request):
-        parts = urlsplit(request.url)
-        if parts.scheme not in ("data", "blob", "about") and parts.hostname != "127.0.0.1":
-            seen["external"].append(f"{request.resource_type} {request.url}")
+        if not is_local(request.url):
+            seen["external"].append({"type": request.resource_type, "url": request.url})
 
     page.on("dialog", on_dialog)
     page.on("request", on_request)
@@ -285,39 +314,88 @@ BODY_DOM_CHECK = """() => {
 }"""
 
 
+async def provoke(page: Page, selector: str) -> None:
+    """Give event-handler payloads their chances: the pointer over the area, focus moving through the page."""
+    box = await page.locator(selector).bounding_box()
+    if box:
+        for i in range(12):
+            await page.mouse.move(box["x"] + (i % 4 + 0.5) * box["width"] / 4, box["y"] + (i // 4 + 0.5) * box["height"] / 3)
+    for _ in range(15):
+        await page.keyboard.press("Tab")
+    await page.wait_for_timeout(300)
+
+
+async def findings(page: Page, seen: dict[str, list]) -> dict:
+    """What a payload that ran (or tried to) would leave behind."""
+    # Plain <img src> in a body may point at another host (the sanitiser allows http(s) images and
+    # the CSP allows https: images): that is how agency photos are shown, so such image requests
+    # are reported apart; any other request to another host (script, style, frame, fetch, ...) fails.
+    body_images = {urlsplit(u)._replace(scheme="").geturl() for u in
+                   await page.eval_on_selector_all(".article-body img[src]", "els => els.map(e => e.src)")}
+    image_hotlinks = [r for r in seen["external"]
+                      if r["type"] == "image" and urlsplit(r["url"])._replace(scheme="").geturl() in body_images]
+    return {
+        "dialogs": seen["dialogs"],
+        "external": [r for r in seen["external"] if r not in image_hotlinks],
+        "image_hotlinks": image_hotlinks,
+        "window.__xss": await page.evaluate("() => typeof window.__xss"),
+        "bad_dom": await page.evaluate(BODY_DOM_CHECK),
+        "blocked_by_browser": [m for m in seen["console"] if "Content Security Policy" in m or m.startswith("pageerror")],
+        "console": seen["console"],
+    }
+
+
 async def test_xss_payloads_in_an_article_run_nothing(site: Site, pipeline, producer, run_id, shared_dir,
                                                       new_context, browser_artifacts):
     payloads = xss_payloads(shared_dir)
-    body = f"<p>XSS canary {run_id}: every payload below must stay inert.</p>\n" + "\n".join(payloads)
+    body = xss_body(payloads, run_id)
+    (browser_artifacts / "xss-payloads.txt").write_text("\n".join(payloads) + "\n", encoding="utf-8")
     article = Article(f"urn:test:{run_id}:xss", "Security review <script>window.__xss=1</script><img src=x onerror=alert(1)>",
                       "Payloads \"><svg onload=alert(1)> in the standfirst too", "en", "Society")
     await publish_and_wait(pipeline, producer, [(article, body)], when=datetime.now(UTC).replace(microsecond=0))
 
     # Once with the site's CSP, once without it: the sanitiser alone must already make the body inert.
     for label, options in [("csp", {}), ("no-csp", {"bypass_csp": True})]:
-        context = await new_context(**DESKTOP, **options)
+        context = await watched_context(new_context, **options)
         page = await context.new_page()
         seen = watch(page)
         await goto(page, site.url(article.path))
         await page.wait_for_load_state("networkidle")
         await expect(page.locator(".article-body")).to_contain_text(f"XSS canary {run_id}")
-        await expect(page.locator("h1.headline")).to_contain_text("Security review")
-        # Give event-handler payloads their chances: pointer over the body, focus moving through it.
-        box = await page.locator(".article-body").bounding_box()
-        if box:
-            for i in range(12):
-                await page.mouse.move(box["x"] + (i % 4 + 0.5) * box["width"] / 4, box["y"] + (i // 4 + 0.5) * box["height"] / 3)
-        for _ in range(15):
-            await page.keyboard.press("Tab")
-        await page.wait_for_timeout(300)
+        await expect(page.locator("h1.headline")).to_have_text("Security review")
+        text = await page.locator(".article-body").text_content() or ""
+        hidden = [payloads[n] for n in range(len(payloads)) if marker(n) not in text]
+        assert not hidden, f"payloads that swallowed the rest of the body (so it went untested): {hidden}"
+        await provoke(page, ".article-body")
         await shot(page, browser_artifacts, f"xss-{label}")
 
-        xss_flag = await page.evaluate("() => typeof window.__xss")
-        bad_dom = await page.evaluate(BODY_DOM_CHECK)
-        report = json.dumps({**seen, "window.__xss": xss_flag, "bad_dom": bad_dom}, indent=2, ensure_ascii=False)
-        assert not seen["dialogs"], f"[{label}] a payload opened a dialog:\n{report}"
-        assert not seen["external"], f"[{label}] the page tried to reach another host:\n{report}"
-        assert xss_flag == "undefined", f"[{label}] a payload ran (window.__xss is set):\n{report}"
-        assert not bad_dom, f"[{label}] script vectors survived in the page:\n{report}"
-        blocked = [m for m in seen["console"] if "Content Security Policy" in m or m.startswith("pageerror")]
-        assert not blocked, f"[{label}] something tried to run and was stopped only by the browser:\n{report}"
+        found = await findings(page, seen)
+        report = json.dumps(found, indent=2, ensure_ascii=False)
+        (browser_artifacts / f"xss-{label}.json").write_text(report, encoding="utf-8")
+        if found["image_hotlinks"]:
+            print(f"[{label}] body images from other hosts (allowed by design): {found['image_hotlinks']}")
+        assert not found["dialogs"], f"[{label}] a payload opened a dialog:\n{report}"
+        assert not found["external"], f"[{label}] the page tried to reach another host:\n{report}"
+        assert found["window.__xss"] == "undefined", f"[{label}] a payload ran (window.__xss is set):\n{report}"
+        assert not found["bad_dom"], f"[{label}] script vectors survived in the page:\n{report}"
+        assert not found["blocked_by_browser"], f"[{label}] something tried to run and only the browser stopped it:\n{report}"
+
+
+async def test_xss_detectors_catch_a_live_payload(site: Site, new_context):
+    """The checks above would see a payload that ran: plant one past the sanitiser and look."""
+    context = await watched_context(new_context, bypass_csp=True)
+    page = await context.new_page()
+    seen = watch(page)
+    await goto(page, site.url(site.docking.path))
+    await page.evaluate("""() => {
+      document.querySelector(".article-body").insertAdjacentHTML("beforeend",
+        '<img src="/missing.png" onerror="window.__xss = 1; alert(1)">' +
+        '<link rel="stylesheet" href="https://attacker.invalid/x.css">');
+    }""")
+    await page.wait_for_function("() => window.__xss === 1")
+    await page.wait_for_timeout(300)
+    found = await findings(page, seen)
+    assert found["dialogs"] == ["alert: 1"], found
+    assert found["window.__xss"] == "number", found
+    assert any("attacker.invalid" in r["url"] for r in found["external"]), found
+    assert any("onerror" in b for b in found["bad_dom"]), found

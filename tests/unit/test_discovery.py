@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from services.gateway.cache import Cache
 from services.gateway.discovery import Discovery, article_meta, json_ld_script_text
 from services.gateway.settings import GatewaySettings
+from shared.listings import bucket_of
 
 BASE = "https://kazpost.example"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -53,7 +54,9 @@ class FakeRead:
 
     def __init__(self) -> None:
         self.fronts: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {
-            "home": ({"kind": "home", "name": "Home", "sections": [ECONOMY, POLITICS], "updated_at": NOW}, HOME_ITEMS),
+            "home": ({"kind": "home", "name": "Home", "sections": [ECONOMY, POLITICS], "updated_at": NOW,
+                      "buckets": sorted({bucket_of("home", i["published_at"]) for i in HOME_ITEMS}, reverse=True)},
+                     HOME_ITEMS),
             "section:politics": ({"kind": "section", "slug": "politics", "name": "Politics", "updated_at": NOW},
                                  [i for i in HOME_ITEMS if i["section"] == POLITICS]),
         }
@@ -71,7 +74,8 @@ class FakeRead:
         return index, ordered[:size], None, deps
 
     async def get(self, collection: str, doc_id: str):
-        return None
+        key = doc_id.removeprefix("front:")
+        return self.fronts[key][0] if collection == "fronts" and key in self.fronts else None
 
 
 @pytest.fixture
@@ -188,7 +192,7 @@ async def test_sitemap(env):
 
 
 async def test_news_sitemap_only_has_the_last_48_hours(env):
-    client, _, _ = env
+    client, read, _ = env
     resp = await client.get("/news-sitemap.xml")
     assert resp.status == 200 and resp.headers["Content-Type"] == "application/xml; charset=utf-8"
     root = ET.fromstring(await resp.read())
@@ -199,6 +203,7 @@ async def test_news_sitemap_only_has_the_last_48_hours(env):
     assert news.findtext(f"{NEWS}publication/{NEWS}language") == "ru"
     assert news.findtext(f"{NEWS}title") == "Story 3 <b>&</b>"
     assert datetime.fromisoformat(news.findtext(f"{NEWS}publication_date")) == HOME_ITEMS[2]["published_at"]
+    assert read.calls == [("home", 1000, 4)]  # only the buckets that can hold the last 48 hours are read
 
 
 async def test_robots_txt(env):
