@@ -89,8 +89,8 @@ async def test_reader_journey_home_article_related_search_section(site: Site, ne
 
 
 @pytest.mark.parametrize("which, related_label, search_word", [
-    ("kazakh", "Ұқсас мақалалар", "саябақ"),
-    ("russian", "Похожие статьи", "метро"),
+    pytest.param("kazakh", "Ұқсас мақалалар", "саябақ", id="kk"),
+    pytest.param("russian", "Похожие статьи", "метро", id="ru"),
 ])
 async def test_kazakh_and_russian_articles(site: Site, new_context, browser_artifacts, which, related_label, search_word):
     article: Article = getattr(site, which)
@@ -224,6 +224,7 @@ CLASSIC_PAYLOADS = [
     "<link rel=stylesheet href=\"https://attacker.invalid/x.css\">",
     "<script src=\"https://attacker.invalid/x.js\"></script>",
     "<div style=\"background:url(https://attacker.invalid/x.png)\">styled</div>",
+    "<img src=\"https://attacker.invalid/pixel.png\" alt=\"a plain image from another host\">",
     "<p>&lt;script&gt;window.__xss=1&lt;/script&gt;</p>",
 ]
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
