@@ -21,6 +21,7 @@ fi
 
 started=$(date +%s)
 stack install
+export KAZPOST_AXE_JS="${KAZPOST_AXE_JS:-$(bash "$HERE/browser-deps.sh" | tail -n 1)}"
 stack start
 eval "$(stack env)"
 export KAZPOST_LOG_LEVEL="${KAZPOST_LOG_LEVEL:-WARNING}"

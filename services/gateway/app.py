@@ -51,12 +51,12 @@ async def observe(request: web.Request, handler):
         response = await handler(request)
         status = response.status
     except ApiError as exc:
-        response = exc
+        response = exc.response()
         status = exc.status
     except web.HTTPException as exc:
         status = exc.status
         if request.path.startswith("/api/") and status >= 400:
-            response = ApiError(status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+            response = ApiError(status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason).response()
         elif status == 404:
             response = respond(request, request.app[VIEWS].error_page(request, 404))
         else:
@@ -64,7 +64,7 @@ async def observe(request: web.Request, handler):
     except Exception:
         log.exception("request_failed", path=request.path)
         if request.path.startswith("/api/"):
-            response = ApiError(500, "internal_error", "internal error")
+            response = ApiError(500, "internal_error", "internal error").response()
         else:
             response = respond(request, request.app[VIEWS].error_page(request, 500))
             status = 500

@@ -20,6 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.gateway.cache import MISSING, Cache, Page
 from services.gateway.openapi import document as openapi_document
+from services.gateway.highlight import highlight
 from services.gateway.i18n import date_time, labels, long_date, ui_language
 from services.gateway.settings import GatewaySettings
 from shared.events import article_id_for
@@ -35,14 +36,19 @@ CURSOR_RE = re.compile(r"^(\d{1,15})-([0-9a-f]{16})$")
 CACHE_CONTROL = "public, max-age=30, stale-while-revalidate=60, stale-if-error=86400"
 
 
-class ApiError(web.HTTPException):
+class ApiError(Exception):
     """A JSON error with a stable shape: ``{"error": {"status", "code", "message"}}``."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        self.status_code = status
-        super().__init__(
-            text=json.dumps({"error": {"status": status, "code": code, "message": message}}),
-            content_type="application/json",
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def response(self) -> web.Response:
+        return web.json_response(
+            {"error": {"status": self.status, "code": self.code, "message": self.message}},
+            status=self.status, headers={"Cache-Control": "no-store"},
         )
 
 
@@ -235,6 +241,7 @@ class Views:
             "base_url": self.settings.public_base_url.rstrip("/"),
             "path": request.path,
             "static": lambda name: f"/static/{name}?v={self.static_version}",
+            "mark": highlight,
             **extra,
         }
 

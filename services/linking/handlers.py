@@ -35,8 +35,15 @@ class LinkingState:
         return Teaser.model_validate_json(raw) if raw else None
 
     def add(self, article: Article) -> list[str]:
-        self.teasers[article.id] = teaser_of(article).model_dump_json().encode("utf-8")
-        return self.index.upsert(doc_of(article))
+        """Index the article; returns the ids whose related lists may need rewriting."""
+        teaser = teaser_of(article).model_dump_json().encode("utf-8")
+        previous = self.teasers.get(article.id)
+        self.teasers[article.id] = teaser
+        affected = self.index.upsert(doc_of(article))
+        if previous is not None and previous != teaser:
+            # Same text but a new headline, time or embargo: lists that embed the teaser change.
+            affected = list(dict.fromkeys([*affected, *self.index.listed_by(article.id)]))
+        return affected
 
     def remove(self, article_id: str) -> list[str]:
         self.teasers.pop(article_id, None)

@@ -883,6 +883,13 @@ class RelatedIndex:
         self._free.append(slot)
         return [self._ids[s] for s in listers if self._ids[s] is not None]
 
+    def listed_by(self, doc_id: str) -> list[str]:
+        """Ids of docs whose current related lists contain this doc."""
+        slot = self._slot.get(doc_id)
+        if slot is None:
+            return []
+        return [self._ids[s] for s in self._listers(slot).tolist() if self._ids[s] is not None]
+
     def related(self, doc_id: str, k: int | None = None) -> list[Match]:
         """Up to k best related docs (collapsed, same language first, fresh, diverse)."""
         slot = self._slot.get(doc_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import pathlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -143,7 +143,6 @@ class Site:
     search_word: str = "Baikonur"
     section_name: str = "Science"
     section_slug: str = "science"
-    extra: dict = field(default_factory=dict)
 
     def url(self, path: str) -> str:
         return self.base_url + path

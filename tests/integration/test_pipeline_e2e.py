@@ -207,3 +207,45 @@ async def test_database_stall_delays_but_loses_and_duplicates_nothing(pipeline, 
     assert len(ids) == len(set(ids))
     assert {article_id_for(u) for u in uris} <= set(ids)
     assert all(not t.done() for t in pipeline.tasks.values()), "no consumer died"
+
+
+async def test_embargoed_article_is_invisible_everywhere_until_its_time(pipeline, producer, run_id):
+    from datetime import UTC, datetime, timedelta
+
+    topic = pipeline.kafka.topic_upstream
+    open_uri, embargoed_uri = f"urn:test:{run_id}:emb-open", f"urn:test:{run_id}:emb-held"
+    body = "<p>The Baikonur cosmodrome will launch the Kazakh satellite KazSat-4 from Baikonur next spring.</p>"
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    await publish(producer, topic, ninjs(embargoed_uri, headline="KazSat-4 launch date set at Baikonur", body=body,
+                                         embargoedUntil=later))
+    await publish(producer, topic, ninjs(open_uri, headline="Baikonur prepares KazSat-4 satellite launch", body=body))
+    held_id = article_id_for(embargoed_uri)
+
+    async def open_linked():
+        b = await api_by_uri(pipeline, open_uri)
+        return b if b else None
+    await eventually(open_linked, what="the open article")
+    # Give linking time to process both, then check nothing leaks the embargoed one.
+    marker = f"urn:test:{run_id}:emb-marker"
+    await publish(producer, topic, ninjs(marker, headline="Marker", body="<p>Unrelated marker text.</p>"))
+    await eventually(lambda: api_by_uri(pipeline, marker), what="a later article")
+    await asyncio.sleep(1)
+    assert (await pipeline.get_json(f"/api/v1/articles/{held_id}"))[0] == 404
+    assert (await pipeline.get(f"/articles/{held_id}/kazsat-4-launch-date-set-at-baikonur"))[0] == 404
+    assert all(r["id"] != held_id for r in (await api_by_uri(pipeline, open_uri))["related"])
+    _, home, _ = await pipeline.get("/")
+    assert f"/articles/{held_id}/" not in home
+    _, feed, _ = await pipeline.get("/feed.xml")
+    assert held_id not in feed
+    _, result = await pipeline.get_json("/api/v1/search?q=KazSat")
+    assert all(i["id"] != held_id for i in result["items"])
+
+    # The embargo is lifted by a new version: it appears everywhere.
+    await publish(producer, topic, ninjs(embargoed_uri, version=2, headline="KazSat-4 launch date set at Baikonur",
+                                         body=body, version_created="2026-11-27T10:00:00+05:00"))
+    assert await eventually(lambda: api_by_uri(pipeline, embargoed_uri), what="the article after the embargo")
+
+    async def linked_now():
+        b = await api_by_uri(pipeline, open_uri)
+        return b and any(r["id"] == held_id for r in b["related"])
+    await eventually(linked_now, what="the related link after the embargo")

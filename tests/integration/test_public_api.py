@@ -44,6 +44,8 @@ async def test_responses_match_the_openapi_document(pipeline, producer, run_id):
         return result if s == 200 and any(i["id"] == body["id"] for i in result["items"]) else None
     result = await eventually(found, what="the search hit")
     validator(doc, "Search").validate(result)
+    status, html, _ = await pipeline.get("/search?q=steppe%20eagles")
+    assert status == 200 and "<mark>eagles</mark>" in html and "Altyn-Emel" in html
 
 
 @pytest.mark.parametrize(

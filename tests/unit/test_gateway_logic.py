@@ -66,3 +66,11 @@ def test_make_page_etag_and_gzip():
     small, large = make_page("x"), make_page("y" * 5000)
     assert small.gzip_body is None and large.gzip_body is not None and len(large.gzip_body) < 200
     assert small.etag != large.etag and small.etag == make_page("x").etag
+
+
+def test_highlight_marks_stemmed_terms_and_escapes():
+    from services.gateway.highlight import highlight
+
+    out = str(highlight("Railways <b>in</b> Astana & тасқыны", ["railway", "astana", "тасқы"]))
+    assert out == "<mark>Railways</mark> &lt;b&gt;in&lt;/b&gt; <mark>Astana</mark> &amp; <mark>тасқыны</mark>"
+    assert str(highlight("<script>", [])) == "&lt;script&gt;"

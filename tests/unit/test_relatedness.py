@@ -279,3 +279,14 @@ def test_bbc_exact_duplicates_detected():
     assert missing == []
     for a, b in pairs[:20]:
         assert not {a, b} & set(m.id for m in ix.related(a)) - {a}  # never its own copy
+
+
+def test_listed_by_names_the_lists_that_hold_a_doc():
+    from services.linking.relatedness import Doc, RelatedIndex
+
+    ix = RelatedIndex(k=3)
+    text = "Astana Almaty railway high speed trains Temir Zholy passengers tickets"
+    ix.upsert(Doc("a", "en", "Railway opens", text, 1000.0))
+    ix.upsert(Doc("b", "en", "Railway tickets", text + " sold out quickly", 2000.0))
+    assert ix.listed_by("a") == ["b"] or "b" in ix.listed_by("a")
+    assert ix.listed_by("missing") == []
