@@ -88,11 +88,11 @@ async def test_reader_journey_home_article_related_search_section(site: Site, ne
     await shot(page, browser_artifacts, "journey-5-section")
 
 
-@pytest.mark.parametrize("which, related_label, search_word", [
-    pytest.param("kazakh", "Ұқсас мақалалар", "саябақ", id="kk"),
-    pytest.param("russian", "Похожие статьи", "метро", id="ru"),
+@pytest.mark.parametrize("which, newsletter_label, search_word", [
+    pytest.param("kazakh", "Жаңалықтар таратылымы", "саябақ", id="kk"),
+    pytest.param("russian", "Рассылка", "метро", id="ru"),
 ])
-async def test_kazakh_and_russian_articles(site: Site, new_context, browser_artifacts, which, related_label, search_word):
+async def test_kazakh_and_russian_articles(site: Site, new_context, browser_artifacts, which, newsletter_label, search_word):
     article: Article = getattr(site, which)
     context = await new_context(**DESKTOP)
     page = await context.new_page()
@@ -104,7 +104,7 @@ async def test_kazakh_and_russian_articles(site: Site, new_context, browser_arti
     await expect(page.locator("article.article")).to_have_attribute("lang", article.language)
     await expect(page.locator("h1.headline")).to_have_text(article.headline)
     await expect(page.locator("p.standfirst")).to_have_text(article.standfirst)
-    await expect(page.locator("#related-title")).to_have_text(related_label)
+    await expect(page.locator("#newsletter-title")).to_have_text(newsletter_label)
     await shot(page, browser_artifacts, f"language-{article.language}-article")
 
     await page.get_by_role("searchbox").fill(search_word)
