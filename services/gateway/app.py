@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import pathlib
@@ -70,8 +71,14 @@ async def observe(request: web.Request, handler):
             status = 500
     if "Content-Security-Policy" not in response.headers:  # pages from respond() carry them already
         response.headers.update(SECURITY_HEADERS)
-    metrics.HTTP_SECONDS.labels(route, str(status)).observe(time.perf_counter() - started)
+    _latency(route, status).observe(time.perf_counter() - started)
     return response
+
+
+@functools.lru_cache(maxsize=512)
+def _latency(route: str, status: int):
+    """The labelled histogram child, looked up once per (route, status) instead of per request."""
+    return metrics.HTTP_SECONDS.labels(route, str(status))
 
 
 async def invalidation_loop(app: web.Application) -> None:
@@ -175,8 +182,9 @@ def create_app(settings: GatewaySettings) -> web.Application:
         web.get("/", views.home),
         web.get("/section/{slug}", views.section),
         web.get("/tag/{slug}", views.tag),
-        web.get("/articles/{id}", views.article_redirect),
+        # The article page first: routes under one prefix are tried in order (hot path).
         web.get("/articles/{id}/{slug}", views.article),
+        web.get("/articles/{id}", views.article_redirect),
         web.get("/search", views.search),
         web.post("/newsletter", newsletter),
         web.get("/api/v1/articles", views.api_articles),

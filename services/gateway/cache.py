@@ -32,6 +32,8 @@ class Page:
 
 
 _MISSING = object()
+_DOC_HIT, _DOC_MISS = metrics.CACHE_EVENTS.labels("doc_hit"), metrics.CACHE_EVENTS.labels("doc_miss")
+_PAGE_HIT, _PAGE_MISS = metrics.CACHE_EVENTS.labels("page_hit"), metrics.CACHE_EVENTS.labels("page_miss")
 
 
 class Cache:
@@ -46,9 +48,9 @@ class Cache:
     def get_doc(self, key: str) -> Any:
         entry = self._docs.get(key)
         if entry is None or entry[0] < time.monotonic():
-            metrics.CACHE_EVENTS.labels("doc_miss").inc()
+            _DOC_MISS.inc()
             return _MISSING
-        metrics.CACHE_EVENTS.labels("doc_hit").inc()
+        _DOC_HIT.inc()
         return entry[1]
 
     def put_doc(self, key: str, value: Any) -> None:
@@ -63,9 +65,9 @@ class Cache:
     def get_page(self, key: str) -> Page | None:
         entry = self._pages.get(key)
         if entry is None or entry[0] < time.monotonic():
-            metrics.CACHE_EVENTS.labels("page_miss").inc()
+            _PAGE_MISS.inc()
             return None
-        metrics.CACHE_EVENTS.labels("page_hit").inc()
+        _PAGE_HIT.inc()
         return entry[1]
 
     def put_page(self, key: str, page: Page, deps: set[str], ttl: float | None = None) -> None:

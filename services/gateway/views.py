@@ -6,11 +6,13 @@ listing), served from the in-process cache when possible.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import json
 import re
 from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp_jinja2
@@ -223,6 +225,7 @@ class Views:
         self.cache = cache
         self.publish_signup = publish_signup
         self.linking_session = None  # aiohttp.ClientSession, set by the app
+        self._building: dict[str, asyncio.Future[Page]] = {}
         self.static_version = ""
 
     # helpers ------------------------------------------------------------------------------
@@ -265,26 +268,48 @@ class Views:
                                                                   status=status, sections=[]), status=status)
 
     # pages --------------------------------------------------------------------------------
+    async def page(self, key: str, build: Callable[[], Awaitable[tuple[Page, set[str]]]]) -> Page:
+        """The cached page for ``key``, built at most once at a time (concurrent misses wait for
+        the one build instead of all reading the database: no thundering herd on expiry)."""
+        page = self.cache.get_page(key)
+        if page is not None:
+            return page
+        pending = self._building.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Page] = asyncio.get_running_loop().create_future()
+        self._building[key] = future
+        try:
+            page, deps = await build()
+            self.cache.put_page(key, page, deps)
+            future.set_result(page)
+            return page
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else needs to
+            raise
+        finally:
+            del self._building[key]
+
     async def _front_page(self, request: web.Request, key: str) -> web.StreamResponse:
         cursor = request.query.get("before")
-        cache_key = f"page:{key}:{cursor or ''}"
-        page = self.cache.get_page(cache_key)
-        if page is None:
+
+        async def build() -> tuple[Page, set[str]]:
             try:
                 index, items, next_cursor, deps = await self.read.listing(key, cursor=cursor, size=self.settings.page_size)
             except ValueError:
                 raise web.HTTPBadRequest(text="malformed cursor") from None
             if index is None and key != "home":
-                page = self.error_page(request, 404)
-            else:
-                context = self._context(
-                    request, self.settings.default_language,
-                    front=index or {"kind": "home", "name": "Home"}, items=items, next_cursor=next_cursor,
-                    is_first=not cursor, sections=await self._sections(),
-                )
-                page = self._render(request, "front.html", context, last_modified=(index or {}).get("updated_at"))
-            self.cache.put_page(cache_key, page, deps | {f"{FRONTS}:front:home"})
-        return respond(request, page)
+                return self.error_page(request, 404), deps
+            context = self._context(
+                request, self.settings.default_language,
+                front=index or {"kind": "home", "name": "Home"}, items=items, next_cursor=next_cursor,
+                is_first=not cursor, sections=await self._sections(),
+            )
+            page = self._render(request, "front.html", context, last_modified=(index or {}).get("updated_at"))
+            return page, deps | {f"{FRONTS}:front:home"}
+
+        return respond(request, await self.page(f"page:{key}:{cursor or ''}", build))
 
     async def home(self, request: web.Request) -> web.StreamResponse:
         return await self._front_page(request, "home")
@@ -324,31 +349,32 @@ class Views:
     async def article(self, request: web.Request) -> web.StreamResponse:
         article_id = request.match_info["id"]
         slug = request.match_info["slug"]
-        key = f"page:article:{article_id}"
-        page = self.cache.get_page(key)
-        if page is None:
+
+        async def build() -> tuple[Page, set[str]]:
+            deps = {f"{ARTICLES}:{article_id}", f"{RELATED}:{article_id}", f"{FRONTS}:front:home"}
             status, doc = await self._article_state(article_id)
             if status != 200 or doc is None:
-                page = self.error_page(request, status)
-            else:
-                related_doc = await self.read.get(RELATED, article_id)
-                now = now_utc()
-                related = [
-                    r["teaser"] for r in (related_doc or {}).get("items", [])
-                    if visible(r["teaser"], now) and r["teaser"]["id"] != article_id
-                ]
-                from services.gateway.discovery import article_meta  # local: discovery imports views
+                return self.error_page(request, status), deps
+            related_doc = await self.read.get(RELATED, article_id)
+            now = now_utc()
+            related = [
+                r["teaser"] for r in (related_doc or {}).get("items", [])
+                if visible(r["teaser"], now) and r["teaser"]["id"] != article_id
+            ]
+            from services.gateway.discovery import article_meta  # local: discovery imports views
 
-                article = {**doc, "id": article_id}
-                context = self._context(
-                    request, doc.get("language", "en"), article=article, related=related,
-                    updated=len(doc.get("history", [])) > 1 or doc["version_created"] > doc["first_created"],
-                    sections=await self._sections(), canonical=article_path(article),
-                    meta=article_meta(self.settings, article, related),
-                )
-                page = self._render(request, "article.html", context, last_modified=doc.get("stored_at"),
-                                    headers={"Content-Language": doc.get("language", "en")}, slug=doc["slug"])
-            self.cache.put_page(key, page, {f"{ARTICLES}:{article_id}", f"{RELATED}:{article_id}", f"{FRONTS}:front:home"})
+            article = {**doc, "id": article_id}
+            context = self._context(
+                request, doc.get("language", "en"), article=article, related=related,
+                updated=len(doc.get("history", [])) > 1 or doc["version_created"] > doc["first_created"],
+                sections=await self._sections(), canonical=article_path(article),
+                meta=article_meta(self.settings, article, related),
+            )
+            page = self._render(request, "article.html", context, last_modified=doc.get("stored_at"),
+                                headers={"Content-Language": doc.get("language", "en")}, slug=doc["slug"])
+            return page, deps
+
+        page = await self.page(f"page:article:{article_id}", build)
         if page.status == 200 and page.slug and slug != page.slug:
             raise web.HTTPMovedPermanently(location=f"/articles/{article_id}/{page.slug}")
         return respond(request, page)

@@ -74,3 +74,30 @@ def test_highlight_marks_stemmed_terms_and_escapes():
     out = str(highlight("Railways <b>in</b> Astana & тасқыны", ["railway", "astana", "тасқы"]))
     assert out == "<mark>Railways</mark> &lt;b&gt;in&lt;/b&gt; <mark>Astana</mark> &amp; <mark>тасқыны</mark>"
     assert str(highlight("<script>", [])) == "&lt;script&gt;"
+
+
+async def test_concurrent_misses_build_a_page_once():
+    import asyncio
+
+    from services.gateway.settings import GatewaySettings
+    from services.gateway.views import Views
+
+    cache = Cache(ttl=60, max_entries=100)
+    views = Views(GatewaySettings(), read=None, cache=cache)  # type: ignore[arg-type]
+    builds = 0
+
+    async def build():
+        nonlocal builds
+        builds += 1
+        await asyncio.sleep(0.05)
+        return make_page("<p>x</p>"), {"articles:a"}
+
+    pages = await asyncio.gather(*(views.page("page:a", build) for _ in range(20)))
+    assert builds == 1 and all(p is pages[0] for p in pages)
+    assert await views.page("page:a", build) is pages[0] and builds == 1  # now cached
+
+    async def failing():
+        raise RuntimeError("database down")
+
+    results = await asyncio.gather(*(views.page("page:b", failing) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)
