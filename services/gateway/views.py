@@ -301,10 +301,18 @@ class Views:
                 raise web.HTTPBadRequest(text="malformed cursor") from None
             if index is None and key != "home":
                 return self.error_page(request, 404), deps
+            blocks = []
+            if key == "home" and not cursor:
+                # Per-section blocks: the newest few of each section (each an _id-read listing).
+                for section in ((index or {}).get("sections") or [])[:12]:
+                    _, block_items, _, block_deps = await self.read.listing(f"section:{section['slug']}", cursor=None, size=4)
+                    deps |= block_deps
+                    if block_items:
+                        blocks.append({"section": section, "entries": block_items})
             context = self._context(
                 request, self.settings.default_language,
                 front=index or {"kind": "home", "name": "Home"}, items=items, next_cursor=next_cursor,
-                is_first=not cursor, sections=await self._sections(),
+                is_first=not cursor, sections=await self._sections(), blocks=blocks,
             )
             page = self._render(request, "front.html", context, last_modified=(index or {}).get("updated_at"))
             return page, deps | {f"{FRONTS}:front:home"}
