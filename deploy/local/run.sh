@@ -24,6 +24,9 @@ eval "$(stack env)"
 "$PYTHON" -m shared.cli init
 stack gin-indexes
 
+# linking keeps its index in a snapshot file, so a restart does not rebuild it.
+export KAZPOST_LINKING_SNAPSHOT_PATH="${KAZPOST_LINKING_SNAPSHOT_PATH:-$KAZPOST_STATE/linking.snapshot}"
+
 GATEWAY_PORT="${KAZPOST_GATEWAY_PORT:-8080}"
 URL="http://127.0.0.1:$GATEWAY_PORT"
 LOGS="$KAZPOST_STATE/logs"

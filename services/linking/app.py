@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import pathlib
 import time
 
 import structlog
 from aiohttp import web
 
+from services.linking import snapshot
+from services.linking.follower import IndexFollower
 from services.linking.handlers import LinkingState, handle_stored, rebuild_from_database, search
 from services.linking.relatedness import RelatedIndex
 from services.linking.settings import LinkingSettings
-from shared.kafka import Publisher
+from shared.kafka import Publisher, make_consumer
 from shared.logs import configure_logging
 from shared.mongo import database, init_database, make_client, ping
 from shared.worker import Worker
@@ -35,36 +39,102 @@ def search_routes(state: LinkingState) -> list[web.RouteDef]:
     return [web.get("/internal/search", search_handler)]
 
 
+class _Follower:
+    """Forwards to the follower, which exists only once the event loop runs."""
+
+    follower: IndexFollower | None = None
+
+    async def wait_past(self, partition: int, offset: int, timeout: float = 30.0) -> None:
+        assert self.follower is not None
+        await self.follower.wait_past(partition, offset, timeout)
+
+    def affected(self, article_id: str, version: int) -> list[str]:
+        return self.follower.affected(article_id, version) if self.follower else []
+
+
 def create_worker(settings: LinkingSettings) -> Worker:
     client = make_client(settings.mongo, app_name=SERVICE)
     db = database(client, settings.mongo)
     state = LinkingState(index=RelatedIndex(k=settings.k, backlink_limit=settings.backlink_limit))
+    proxy = _Follower()
+    tasks: list[asyncio.Task] = []
+    snapshot_file = pathlib.Path(settings.snapshot_path) if settings.snapshot_path else None
+    topic = settings.kafka.topic_stored
 
     def make_handler(publisher: Publisher):
-        return functools.partial(handle_stored, state=state, db=db, publisher=publisher, settings=settings)
+        return functools.partial(handle_stored, state=state, follower=proxy, db=db, publisher=publisher, settings=settings)
+
+    def save_snapshot() -> None:
+        if snapshot_file is not None and proxy.follower is not None:
+            started = time.perf_counter()
+            size = snapshot.save(snapshot_file, state, dict(proxy.follower.positions), topic=topic)
+            log.info("snapshot_saved", bytes=size, articles=len(state.teasers), seconds=round(time.perf_counter() - started, 2))
+
+    async def snapshot_loop() -> None:
+        saved_at: dict[int, int] = {}
+        while True:
+            await asyncio.sleep(settings.snapshot_interval_s)
+            if proxy.follower is not None and proxy.follower.positions != saved_at:
+                saved_at = dict(proxy.follower.positions)
+                save_snapshot()
 
     async def on_start() -> None:
         await init_database(db)
+        follower = IndexFollower(
+            make_consumer(settings.kafka, [], group_id=None, client_id="linking-follower"), topic, state
+        )
+        await follower.connect()
         started = time.perf_counter()
-        count = await rebuild_from_database(state, db, batch_size=settings.rebuild_batch_size)
-        log.info("index_rebuilt", articles=count, seconds=round(time.perf_counter() - started, 2))
+        loaded = snapshot.load(snapshot_file, topic=topic) if snapshot_file else None
+        if loaded is not None:
+            restored, positions = loaded
+            state.index, state.teasers = restored.index, restored.teasers
+            log.info("index_loaded", articles=len(state.teasers), seconds=round(time.perf_counter() - started, 2))
+            worker.state_source = "snapshot"  # type: ignore[attr-defined]
+        else:
+            positions = await follower.end_offsets()  # taken before the scan: replay covers the gap
+            count = await rebuild_from_database(state, db, batch_size=settings.rebuild_batch_size)
+            log.info("index_rebuilt", articles=count, seconds=round(time.perf_counter() - started, 2))
+            worker.state_source = "database"  # type: ignore[attr-defined]
+        await follower.seek(positions)
+        proxy.follower = follower
+        tasks.append(asyncio.create_task(follower.run(), name="linking-follower"))
+        if snapshot_file is not None:
+            tasks.append(asyncio.create_task(snapshot_loop(), name="linking-snapshots"))
+
+    async def on_close() -> None:
+        if proxy.follower is not None:
+            proxy.follower.stop()
+        for task in tasks:
+            if task.get_name() != "linking-follower":
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:
+            save_snapshot()
+        finally:
+            if proxy.follower is not None:
+                await proxy.follower.consumer.stop()
+            await client.close()
 
     async def ready() -> str | None:
         await ping(db)
+        if not tasks or tasks[0].done():
+            return "the index follower is not running"
         return None
 
     worker = Worker(
         service=SERVICE,
         kafka=settings.kafka,
         retry=settings.retry,
-        topics=[settings.kafka.topic_stored],
+        topics=[topic],
         group_id=settings.group_id,
         make_handler=make_handler,
         ops_host=settings.ops_host,
         ops_port=settings.ops_port,
         ready=ready,
         on_start=on_start,
-        on_close=client.close,
+        on_close=on_close,
         extra_routes=search_routes(state),
     )
     worker.state = state  # type: ignore[attr-defined]  # exposed for tests and the operator CLI

@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from pydantic import ValidationError
@@ -15,7 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.linking.relatedness import Doc, RelatedIndex
 from services.linking.settings import LinkingSettings
 from shared.events import Article, ArticleLinked, LinkedEvent, RelatedItem, StoredEvent, Teaser, teaser_of
-from shared.kafka import HEADER_CORRELATION, HEADER_EVENT_ID, HEADER_EVENT_TYPE, Message, PermanentError, Publisher
+from shared.kafka import HEADER_CORRELATION, HEADER_EVENT_ID, HEADER_EVENT_TYPE, Message, PermanentError, Publisher, TransientError
 from shared.mongo import ARTICLES, RELATED, versioned_upsert
 
 log = structlog.get_logger("linking")
@@ -109,20 +109,31 @@ async def write_related(article_id: str, *, state: LinkingState, db: AsyncDataba
     return True
 
 
-async def handle_stored(msg: Message, *, state: LinkingState, db: AsyncDatabase, publisher: Publisher,
-                        settings: LinkingSettings) -> None:
+class Follower(Protocol):
+    async def wait_past(self, partition: int, offset: int, timeout: float = 30.0) -> None: ...
+    def affected(self, article_id: str, version: int) -> list[str]: ...
+
+
+async def handle_stored(msg: Message, *, state: LinkingState, follower: Follower, db: AsyncDatabase,
+                        publisher: Publisher, settings: LinkingSettings) -> None:
+    """Write the related lists that one stored article changes.
+
+    The index itself is kept by the follower (every replica indexes every partition); this
+    handler waits until the follower has applied the message, then writes the article's own
+    list and those of the back-link candidates the follower recorded.
+    """
     try:
         event = StoredEvent.model_validate_json(msg.value or b"")
     except ValidationError as exc:
         raise PermanentError(f"not an article.stored event: {exc.errors()[0]['msg'] if exc.errors() else exc}") from None
     article = event.payload.article
     structlog.contextvars.bind_contextvars(article_id=article.id, version=article.version, event_id=event.event_id)
-    if article.pub_status == "usable":
-        affected = state.add(article)
-        targets = [article.id, *[a for a in affected if a != article.id]]
-    else:
-        affected = state.remove(article.id)
-        targets = [article.id, *[a for a in affected if a != article.id]]
+    try:
+        await follower.wait_past(msg.partition, msg.offset)
+    except TimeoutError:
+        raise TransientError("the index follower has not reached this message yet") from None
+    affected = follower.affected(article.id, article.version)
+    targets = [article.id, *[a for a in affected if a != article.id]]
     rewritten = 0
     for target in targets:
         # The article's own list is always written (at-least-once: a re-delivery re-publishes).

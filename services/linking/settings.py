@@ -24,3 +24,6 @@ class LinkingSettings(BaseSettings):
     k: int = Field(default=6, ge=1, le=50, description="related articles per article")
     backlink_limit: int = Field(default=20, ge=0, le=200)
     rebuild_batch_size: int = Field(default=500, ge=10)
+    snapshot_path: str | None = Field(
+        default=None, description="file of the persisted index; unset: rebuild from the database at start-up")
+    snapshot_interval_s: float = Field(default=600.0, ge=5, description="how often the snapshot is rewritten")
