@@ -89,6 +89,7 @@ class Teaser(_Frozen):
     updated_at: AwareDatetime
     embargoed_until: AwareDatetime | None = None
     image: Image | None = None
+    sources: list[str] = Field(default_factory=list)
 
 
 def teaser_of(article: Article, *, standfirst_chars: int = 280) -> Teaser:
@@ -106,6 +107,7 @@ def teaser_of(article: Article, *, standfirst_chars: int = 280) -> Teaser:
         updated_at=article.version_created,
         embargoed_until=article.embargoed_until,
         image=article.lead_image,
+        sources=article.sources,
     )
 
 

@@ -369,11 +369,12 @@ class Views:
                 r["teaser"] for r in (related_doc or {}).get("items", [])
                 if visible(r["teaser"], now) and r["teaser"]["id"] != article_id
             ]
+            also_reported = [t for t in (related_doc or {}).get("also_reported", []) if visible(t, now)]
             from services.gateway.discovery import article_meta  # local: discovery imports views
 
             article = {**doc, "id": article_id}
             context = self._context(
-                request, doc.get("language", "en"), article=article, related=related,
+                request, doc.get("language", "en"), article=article, related=related, also_reported=also_reported,
                 updated=len(doc.get("history", [])) > 1 or doc["version_created"] > doc["first_created"],
                 sections=await self._sections(), canonical=article_path(article),
                 meta=article_meta(self.settings, article, related),

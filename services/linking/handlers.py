@@ -42,12 +42,14 @@ class LinkingState:
         affected = self.index.upsert(doc_of(article))
         if previous is not None and previous != teaser:
             # Same text but a new headline, time or embargo: lists that embed the teaser change.
-            affected = list(dict.fromkeys([*affected, *self.index.listed_by(article.id)]))
-        return affected
+            affected = [*affected, *self.index.listed_by(article.id)]
+        # Its near-duplicates now show it as "also reported by".
+        return list(dict.fromkeys([*affected, *self.index.duplicates(article.id)]))
 
     def remove(self, article_id: str) -> list[str]:
         self.teasers.pop(article_id, None)
-        return self.index.remove(article_id)
+        duplicates = self.index.duplicates(article_id)
+        return list(dict.fromkeys([*self.index.remove(article_id), *duplicates]))
 
     def signature(self, items: list[tuple[str, float]], duplicates: list[str]) -> int:
         return hash((tuple((i, round(score, 3), self.teasers.get(i)) for i, score in items), tuple(duplicates)))
@@ -88,6 +90,8 @@ async def write_related(article_id: str, *, state: LinkingState, db: AsyncDataba
     doc: dict[str, Any] = {
         "items": [i.model_dump(mode="python") for i in items],
         "duplicates": duplicates,
+        # The same story republished elsewhere: shown as "also reported by" on the page.
+        "also_reported": [t.model_dump(mode="python") for d in duplicates if (t := state.teaser(d)) is not None],
         "updated_at": datetime.now(UTC),
     }
     await versioned_upsert(db[RELATED], article_id, rev, doc)

@@ -250,3 +250,27 @@ async def test_embargoed_article_is_invisible_everywhere_until_its_time(pipeline
         b = await api_by_uri(pipeline, open_uri)
         return b and any(r["id"] == held_id for r in b["related"])
     await eventually(linked_now, what="the related link after the embargo")
+
+
+async def test_republished_story_is_collapsed_and_shown_as_also_reported_by(pipeline, producer, run_id):
+    topic = pipeline.kafka.topic_upstream
+    body = ("<p>The National Bank of Kazakhstan kept its base rate at 16.5 percent on Friday, citing "
+            "inflation that slowed to 8.3 percent in October and a stable tenge.</p>"
+            "<p>Governor Timur Suleimenov said the bank would consider cutting the base rate in the first quarter "
+            "if inflation keeps slowing, and warned that fiscal spending remains a risk.</p>")
+    first, copy = f"urn:test:{run_id}:rate-a", f"urn:test:{run_id}:rate-b"
+    await publish(producer, topic, ninjs(first, headline="National Bank keeps base rate at 16.5%", body=body,
+                                         infoSources=[{"name": "Kazinform"}]))
+    await publish(producer, topic, ninjs(copy, headline="Base rate unchanged at 16.5 percent", body=body,
+                                         infoSources=[{"name": "Tengrinews"}]))
+    copy_id = article_id_for(copy)
+
+    async def shown():
+        body_ = await api_by_uri(pipeline, first)
+        if not body_:
+            return None
+        status, html, _ = await pipeline.get(f"/articles/{body_['id']}/national-bank-keeps-base-rate-at-16-5")
+        return html if status == 200 and "Also reported by" in html else None
+    html = await eventually(shown, what="the also-reported-by block")
+    assert "Tengrinews: Base rate unchanged at 16.5 percent" in html
+    assert all(r["id"] != copy_id for r in (await api_by_uri(pipeline, first))["related"]), "duplicates are not related articles"
