@@ -16,14 +16,17 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from pydantic import ValidationError
+
 from shared import metrics
+from shared.events import Envelope
 from shared.settings import KafkaSettings, RetrySettings
 
 log = structlog.get_logger("kafka")
@@ -135,10 +138,29 @@ class Publisher:
         self._pending.append(fut)
         metrics.MESSAGES_PRODUCED.labels(self._service, topic).inc()
 
+    async def publish_event(self, topic: str, key: str, event: Envelope) -> None:
+        """Publish an internal event; its ids travel in headers too (for logs and tools)."""
+        await self.publish(topic, key, event.to_bytes(), {
+            HEADER_CORRELATION: event.correlation_id, HEADER_EVENT_TYPE: event.event_type, HEADER_EVENT_ID: event.event_id,
+        })
+
     async def drain(self) -> None:
         pending, self._pending = self._pending, []
         if pending:
             await asyncio.gather(*pending)
+
+
+E = TypeVar("E", bound=Envelope)
+
+
+def decode_event(model: type[E], msg: Message) -> E:
+    """The message's event, or :class:`PermanentError` (dead-lettered with the reason)."""
+    try:
+        return model.model_validate_json(msg.value or b"")
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
+        where = ".".join(str(p) for p in first["loc"]) or "event"
+        raise PermanentError(f"not a valid {model.__name__}: {where}: {first['msg']}") from None
 
 
 Handler = Callable[[Message], Awaitable[None]]

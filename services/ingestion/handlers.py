@@ -10,7 +10,7 @@ import structlog
 from services.ingestion.normalise import Rejected, article_from_bytes
 from services.ingestion.settings import IngestionSettings
 from shared.events import ArticleIngested, IngestedEvent
-from shared.kafka import HEADER_CORRELATION, HEADER_EVENT_ID, HEADER_EVENT_TYPE, Message, PermanentError, Publisher
+from shared.kafka import Message, PermanentError, Publisher
 
 log = structlog.get_logger("ingestion")
 
@@ -62,10 +62,5 @@ async def handle_upstream(
         correlation_id=msg.correlation_id,
         payload=ArticleIngested(article=article),
     )
-    await publisher.publish(
-        settings.kafka.topic_ingested,
-        article.id,
-        event.to_bytes(),
-        {HEADER_CORRELATION: event.correlation_id, HEADER_EVENT_TYPE: event.event_type, HEADER_EVENT_ID: event.event_id},
-    )
+    await publisher.publish_event(settings.kafka.topic_ingested, article.id, event)
     log.info("ingested", pub_status=article.pub_status, language=article.language)

@@ -15,7 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.linking.relatedness import Doc, RelatedIndex
 from services.linking.settings import LinkingSettings
 from shared.events import Article, ArticleLinked, LinkedEvent, RelatedItem, StoredEvent, Teaser, teaser_of
-from shared.kafka import HEADER_CORRELATION, HEADER_EVENT_ID, HEADER_EVENT_TYPE, Message, PermanentError, Publisher, TransientError
+from shared.kafka import Message, Publisher, TransientError, decode_event
 from shared.mongo import ARTICLES, RELATED, versioned_upsert
 
 log = structlog.get_logger("linking")
@@ -100,12 +100,7 @@ async def write_related(article_id: str, *, state: LinkingState, db: AsyncDataba
         correlation_id=correlation_id,
         payload=ArticleLinked(article_id=article_id, rev=rev, related=items, duplicates=duplicates),
     )
-    await publisher.publish(
-        settings.kafka.topic_linked,
-        article_id,
-        event.to_bytes(),
-        {HEADER_CORRELATION: correlation_id, HEADER_EVENT_TYPE: event.event_type, HEADER_EVENT_ID: event.event_id},
-    )
+    await publisher.publish_event(settings.kafka.topic_linked, article_id, event)
     if article_id in state.index:
         state.written[article_id] = signature
     else:
@@ -126,10 +121,7 @@ async def handle_stored(msg: Message, *, state: LinkingState, follower: Follower
     handler waits until the follower has applied the message, then writes the article's own
     list and those of the back-link candidates the follower recorded.
     """
-    try:
-        event = StoredEvent.model_validate_json(msg.value or b"")
-    except ValidationError as exc:
-        raise PermanentError(f"not an article.stored event: {exc.errors()[0]['msg'] if exc.errors() else exc}") from None
+    event = decode_event(StoredEvent, msg)
     article = event.payload.article
     structlog.contextvars.bind_contextvars(article_id=article.id, version=article.version, event_id=event.event_id)
     try:

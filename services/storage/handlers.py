@@ -6,12 +6,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.storage.settings import StorageSettings
 from shared.events import Article, ArticleStored, IngestedEvent, StoredEvent, Teaser, teaser_of
-from shared.kafka import HEADER_CORRELATION, HEADER_EVENT_ID, HEADER_EVENT_TYPE, Message, PermanentError, Publisher
+from shared.kafka import Message, Publisher, decode_event
 from shared.listings import HOME_KEY, MAX_BUCKETS, bucket_id, bucket_of, index_id, sort_items
 from shared.mongo import ARTICLES, FRONTS, VERSIONS, insert_once, read_modify_write, versioned_upsert
 
@@ -102,10 +101,7 @@ async def update_listing(db: AsyncDatabase, key: str, bucket: str, meta: dict[st
 
 
 async def handle_ingested(msg: Message, *, db: AsyncDatabase, publisher: Publisher, settings: StorageSettings) -> None:
-    try:
-        event = IngestedEvent.model_validate_json(msg.value or b"")
-    except ValidationError as exc:
-        raise PermanentError(f"not an article.ingested event: {exc.errors()[0]['msg'] if exc.errors() else exc}") from None
+    event = decode_event(IngestedEvent, msg)
     article = event.payload.article
     structlog.contextvars.bind_contextvars(article_id=article.id, version=article.version, event_id=event.event_id)
     now = datetime.now(UTC)
@@ -159,10 +155,5 @@ async def handle_ingested(msg: Message, *, db: AsyncDatabase, publisher: Publish
         correlation_id=event.correlation_id,
         payload=ArticleStored(article=article, change=change, previous_version=max(earlier) if earlier else None),
     )
-    await publisher.publish(
-        settings.kafka.topic_stored,
-        article.id,
-        stored.to_bytes(),
-        {HEADER_CORRELATION: stored.correlation_id, HEADER_EVENT_TYPE: stored.event_type, HEADER_EVENT_ID: stored.event_id},
-    )
+    await publisher.publish_event(settings.kafka.topic_stored, article.id, stored)
     log.info("stored", change=change)

@@ -94,3 +94,13 @@ async def test_network_errors_are_transient(exc):
 
     await runner(handler, producer)._process(msg())
     assert len(calls) == 2 and producer.sent == []
+
+
+def test_decode_event_rejects_what_is_not_the_expected_event():
+    from shared.events import IngestedEvent, StoredEvent
+    from shared.kafka import decode_event
+
+    with pytest.raises(PermanentError, match="not a valid IngestedEvent"):
+        decode_event(IngestedEvent, msg(b'{"event_type": "article.ingested"}'))
+    with pytest.raises(PermanentError, match="not a valid StoredEvent"):
+        decode_event(StoredEvent, msg(b"not json"))
