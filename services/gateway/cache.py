@@ -23,10 +23,12 @@ class Page:
     status: int
     body: bytes
     gzip_body: bytes | None
+    br_body: bytes | None
     etag: str
     last_modified: float
     plain_headers: dict[str, str]
     gzip_headers: dict[str, str]
+    br_headers: dict[str, str]
     not_modified_headers: dict[str, str]
     slug: str | None = None
 

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp_jinja2
+import brotli
 import structlog
 from aiohttp import web
 from pymongo.asynchronous.database import AsyncDatabase
@@ -173,7 +174,9 @@ def make_page(body: str | bytes, *, status: int = 200, content_type: str = "text
     data = body.encode("utf-8") if isinstance(body, str) else body
     etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
     modified = (last_modified or now_utc()).timestamp()
-    gzip_body = gzip.compress(data, compresslevel=6, mtime=0) if len(data) > 1024 else None
+    compress = len(data) > 1024
+    gzip_body = gzip.compress(data, compresslevel=6, mtime=0) if compress else None
+    br_body = brotli.compress(data, quality=9) if compress else None
     common = {
         **SECURITY_HEADERS,
         "ETag": etag,
@@ -186,10 +189,12 @@ def make_page(body: str | bytes, *, status: int = 200, content_type: str = "text
         status=status,
         body=data,
         gzip_body=gzip_body,
+        br_body=br_body,
         etag=etag,
         last_modified=modified,
         plain_headers={**common, "Content-Type": content_type},
         gzip_headers={**common, "Content-Type": content_type, "Content-Encoding": "gzip"},
+        br_headers={**common, "Content-Type": content_type, "Content-Encoding": "br"},
         not_modified_headers=common,
         slug=slug,
     )
@@ -209,7 +214,10 @@ def respond(request: web.Request, page: Page) -> web.Response:
                     return web.Response(status=304, headers=page.not_modified_headers)
             except ValueError:
                 pass
-    if page.gzip_body is not None and "gzip" in request.headers.get("Accept-Encoding", ""):
+    accept = request.headers.get("Accept-Encoding", "")
+    if page.br_body is not None and "br" in accept:
+        body, headers = page.br_body, page.br_headers
+    elif page.gzip_body is not None and "gzip" in accept:
         body, headers = page.gzip_body, page.gzip_headers
     else:
         body, headers = page.body, page.plain_headers

@@ -77,6 +77,10 @@ async def test_article_is_readable_with_related_articles(pipeline, producer, run
     status304, _, _ = await pipeline.get(f"/articles/{article['id']}/{article['url'].rsplit('/', 1)[1]}",
                                          headers={"If-None-Match": headers["ETag"]})
     assert status304 == 304
+    for encoding in ("br", "gzip"):
+        status, compressed_html, headers = await pipeline.get(
+            f"/articles/{article['id']}/{article['url'].rsplit('/', 1)[1]}", headers={"Accept-Encoding": encoding})
+        assert status == 200 and headers["Content-Encoding"] == encoding and compressed_html == html
 
     # A wrong slug answers 301 to the canonical URL.
     status, _, headers = await pipeline.get(f"/articles/{article['id']}/old-slug", allow_redirects=False)

@@ -62,9 +62,14 @@ def test_cache_is_bounded():
     assert cache.get_doc("d0") is MISSING and cache.get_doc("d249") == 249
 
 
-def test_make_page_etag_and_gzip():
+def test_make_page_etag_and_compression():
+    import brotli
+    import gzip
+
     small, large = make_page("x"), make_page("y" * 5000)
     assert small.gzip_body is None and large.gzip_body is not None and len(large.gzip_body) < 200
+    assert gzip.decompress(large.gzip_body) == large.body == brotli.decompress(large.br_body)
+    assert large.br_headers["Content-Encoding"] == "br" and large.gzip_headers["Content-Encoding"] == "gzip"
     assert small.etag != large.etag and small.etag == make_page("x").etag
 
 
