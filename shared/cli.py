@@ -2,7 +2,8 @@
 
     kazpost init                      create Kafka topics and database collections (idempotent)
     kazpost publish PATH [PATH ...]   publish ninjs JSON files (or directories of them) upstream
-    kazpost dlq TOPIC [--limit N]     list dead-lettered messages with their reasons
+    kazpost dlq TOPIC [--limit N] [--replay] [--only P:O,...]
+                                      list dead-lettered messages with their reasons; replay them
     kazpost wait-for URL [--timeout]  wait until an HTTP endpoint answers 200
 """
 
@@ -88,28 +89,53 @@ async def cmd_publish(settings: CliSettings, paths: list[str], topic: str | None
     return 1 if failures else 0
 
 
-async def cmd_dlq(settings: CliSettings, topic: str, limit: int) -> int:
+async def cmd_dlq(settings: CliSettings, topic: str, limit: int, *, replay: bool = False,
+                  offsets: set[tuple[int, int]] | None = None) -> int:
+    """List dead letters; with ``replay``, send them back to the topic they came from.
+
+    A replayed message keeps its key, value and original headers (not the ``dlq.*`` ones) and
+    gains ``dlq.replayed_from`` = ``<dlq topic>:<partition>:<offset>``. Consumers are
+    idempotent, so replaying twice is harmless.
+    """
     consumer = make_consumer(settings.kafka, [topic], group_id=None, client_id="cli-dlq")
+    producer = make_producer(settings.kafka, "cli-dlq") if replay else None
     await consumer.start()
-    shown = 0
+    if producer is not None:
+        await producer.start()
+    shown = replayed = 0
     try:
         deadline = time.monotonic() + 5
         while shown < limit and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500, max_records=limit - shown)
             for records in batch.values():
                 for r in records:
+                    if offsets is not None and (r.partition, r.offset) not in offsets:
+                        continue
                     headers = {k: v.decode("utf-8", "replace") for k, v in (r.headers or ())}
-                    print(json.dumps({
+                    source = headers.get("dlq.source_topic")
+                    entry = {
                         "partition": r.partition, "offset": r.offset,
                         "key": (r.key or b"").decode("utf-8", "replace"),
-                        "reason": headers.get("dlq.reason"), "source": f"{headers.get('dlq.source_topic')}:"
-                        f"{headers.get('dlq.source_partition')}:{headers.get('dlq.source_offset')}",
+                        "reason": headers.get("dlq.reason"),
+                        "source": f"{source}:{headers.get('dlq.source_partition')}:{headers.get('dlq.source_offset')}",
                         "attempts": headers.get("dlq.attempts"), "bytes": len(r.value or b""),
-                    }, ensure_ascii=False))
+                    }
+                    if producer is not None:
+                        if not source:
+                            entry["replayed"] = "no: the message has no dlq.source_topic header"
+                        else:
+                            kept = [(k, v) for k, v in (r.headers or ()) if not k.startswith("dlq.")]
+                            kept.append(("dlq.replayed_from", f"{topic}:{r.partition}:{r.offset}".encode()))
+                            await producer.send_and_wait(source, r.value, key=r.key, headers=kept)
+                            entry["replayed"] = f"to {source}"
+                            replayed += 1
+                    print(json.dumps(entry, ensure_ascii=False))
                     shown += 1
     finally:
         await consumer.stop()
-    print(f"{shown} dead-lettered message(s) shown", file=sys.stderr)
+        if producer is not None:
+            await producer.stop()
+    print(f"{shown} dead-lettered message(s) shown" + (f", {replayed} replayed" if replay else ""), file=sys.stderr)
     return 0
 
 
@@ -138,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     dlq = sub.add_parser("dlq", help="list dead-lettered messages")
     dlq.add_argument("topic", nargs="?", default="upstream.articles.dlq")
     dlq.add_argument("--limit", type=int, default=50)
+    dlq.add_argument("--replay", action="store_true", help="send the listed messages back to their source topic")
+    dlq.add_argument("--only", default=None, help="partition:offset[,partition:offset...] to act on")
     wait = sub.add_parser("wait-for", help="wait until an HTTP URL answers 200")
     wait.add_argument("url")
     wait.add_argument("--timeout", type=float, default=60)
@@ -151,7 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "publish":
             return asyncio.run(cmd_publish(settings, args.paths, args.topic))
         if args.command == "dlq":
-            return asyncio.run(cmd_dlq(settings, args.topic, args.limit))
+            only = None
+            if args.only:
+                try:
+                    only = {(int(p), int(o)) for p, o in (item.split(":") for item in args.only.split(","))}
+                except ValueError:
+                    print("error: --only takes partition:offset pairs, e.g. 0:12,2:5", file=sys.stderr)
+                    return 2
+            return asyncio.run(cmd_dlq(settings, args.topic, args.limit, replay=args.replay, offsets=only))
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
