@@ -44,6 +44,7 @@ ALLOWED_ATTRIBUTES = {
     "th": {"colspan", "rowspan", "scope"},
     "ol": {"start", "reversed"},
 }
+ALLOWED_GENERIC_ATTRIBUTES = {"lang", "title"}  # allowed on every tag
 ALLOWED_SCHEMES = {"http", "https", "mailto"}
 # Dropped with everything inside them (not just the tags).
 DROP_WITH_CONTENT = {"script", "style", "iframe", "object", "embed", "noscript", "template", "svg", "math", "textarea", "select", "title"}
@@ -55,7 +56,7 @@ def sanitise_html(value: str) -> str:
         value,
         tags=ALLOWED_TAGS,
         clean_content_tags=DROP_WITH_CONTENT,
-        attributes=ALLOWED_ATTRIBUTES,
+        attributes={**ALLOWED_ATTRIBUTES, "*": ALLOWED_GENERIC_ATTRIBUTES},
         url_schemes=ALLOWED_SCHEMES,
         link_rel="noopener noreferrer nofollow",
         strip_comments=True,
