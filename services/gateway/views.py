@@ -300,7 +300,7 @@ class Views:
             del self._building[key]
 
     async def _front_page(self, request: web.Request, key: str) -> web.StreamResponse:
-        cursor = request.query.get("before")
+        cursor = request.query.get("before") if request.query_string else None  # skip parsing when empty (hot path)
 
         async def build() -> tuple[Page, set[str]]:
             try:
