@@ -9,11 +9,10 @@ Rules (fast on MongoDB and on FerretDB alike):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, DuplicateKeyError
@@ -38,6 +37,7 @@ def make_client(settings: MongoSettings, *, app_name: str) -> AsyncMongoClient:
         serverSelectionTimeoutMS=settings.server_selection_timeout_ms,
         tz_aware=True,
         maxPoolSize=20,
+        event_listeners=[DbMetrics(app_name)],
     )
 
 
@@ -45,17 +45,20 @@ def database(client: AsyncMongoClient, settings: MongoSettings) -> AsyncDatabase
     return client[settings.database]
 
 
-class Timed:
-    """Records database latency per operation for the metrics endpoint."""
+class DbMetrics(monitoring.CommandListener):
+    """Database latency per command for the metrics endpoint (PyMongo command monitoring)."""
 
-    def __init__(self, service: str, operation: str) -> None:
-        self._labels = metrics.DB_SECONDS.labels(service, operation)
+    def __init__(self, service: str) -> None:
+        self.service = service
 
-    def __enter__(self) -> None:
-        self._start = time.perf_counter()
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pass
 
-    def __exit__(self, *exc: object) -> None:
-        self._labels.observe(time.perf_counter() - self._start)
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        metrics.DB_SECONDS.labels(self.service, event.command_name).observe(event.duration_micros / 1e6)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        metrics.DB_SECONDS.labels(self.service, f"{event.command_name}_failed").observe(event.duration_micros / 1e6)
 
 
 async def versioned_upsert(coll: AsyncCollection, doc_id: str, version: int, fields: dict[str, Any]) -> bool:

@@ -162,3 +162,53 @@ async def test_sigterm_shuts_each_service_down_cleanly(stack):
     for name, proc in stack.procs.items():
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, f"{name} did not exit cleanly on SIGTERM (see {stack.logs / (name + '.log')})"
+
+
+async def test_workers_expose_health_readiness_and_metrics_on_internal_ports(stack):
+    env = stack.env
+    ports = {name: int(env[f"KAZPOST_{name.upper()}_OPS_PORT"]) for name in ("ingestion", "storage", "linking", "gateway")}
+    base = f"http://127.0.0.1:{stack.gateway_port}"
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka.bootstrap_servers, enable_idempotence=True)
+    await producer.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_ready(http, f"{base}/readyz")
+            for name in ("ingestion", "storage", "linking"):
+                await wait_ready(http, f"http://127.0.0.1:{ports[name]}/readyz")
+            uri = f"urn:fault:{stack.prefix}metrics"
+            await producer.send_and_wait(stack.kafka.topic_upstream, json.dumps(ninjs(uri, headline="Metrics")).encode(), key=uri.encode())
+            await producer.send_and_wait(stack.kafka.topic_upstream, b"{not json", key=b"bad")
+
+            async def readable():
+                async with http.get(f"{base}/api/v1/articles", params={"uri": uri}) as r:
+                    return r.status == 200
+            await eventually(readable, what="the article")
+
+            async def metrics(name: str) -> str:
+                async with http.get(f"http://127.0.0.1:{ports[name]}/metrics") as r:
+                    assert r.status == 200
+                    return await r.text()
+
+            async def counted():
+                text = await metrics("ingestion")
+                return ('outcome="dead_lettered"' in text and 'outcome="ok"' in text) and text
+            text = await eventually(counted, what="ingestion's counters")
+            import re
+
+            for outcome in ("ok", "dead_lettered"):
+                line = re.search(rf'^kazpost_messages_consumed_total{{(?=[^}}]*outcome="{outcome}")(?=[^}}]*service="ingestion")[^}}]*}} (\S+)$', text, re.M)
+                assert line and float(line.group(1)) >= 1, outcome
+            assert "kazpost_handler_seconds_bucket" in text and "kazpost_consumer_lag" in text
+            storage = await metrics("storage")
+            assert re.search(r'^kazpost_db_seconds_count{[^}]*operation="update"[^}]*service="storage"[^}]*} [1-9]', storage, re.M)
+            assert re.search(r'^kazpost_messages_produced_total{[^}]*service="storage"[^}]*} [1-9]', storage, re.M)
+            gateway_metrics = await metrics("gateway")
+            assert "kazpost_http_request_seconds_bucket" in gateway_metrics and "kazpost_cache_total" in gateway_metrics
+            for name in ("ingestion", "storage", "linking"):
+                async with http.get(f"http://127.0.0.1:{ports[name]}/healthz") as r:
+                    assert r.status == 200 and (await r.json())["status"] == "ok"
+            # Nothing operational on the public port.
+            async with http.get(f"{base}/metrics") as r:
+                assert r.status == 404
+    finally:
+        await producer.stop()
