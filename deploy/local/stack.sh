@@ -213,7 +213,9 @@ install_ferretdb() {
     log "ferretdb $FERRETDB_VERSION binary present ($bin)"
     return 0
   fi
-  need go "install Go >= 1.24 from go.dev"
+  # The usual place of an official Go install, when it is not on PATH (non-login shells).
+  if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then PATH="/usr/local/go/bin:$PATH"; fi
+  need go "install Go >= 1.24"
   log "building ferretdb $FERRETDB_VERSION into $bin (first build takes a minute or two)"
   mkdir -p "$(dirname "$bin")"
   tmp="$bin.tmp.$$"
