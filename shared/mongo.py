@@ -15,7 +15,7 @@ from typing import Any
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import CollectionInvalid, DuplicateKeyError
+from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
 
 from shared import metrics
 from shared.settings import MongoSettings
@@ -126,6 +126,9 @@ async def init_database(db: AsyncDatabase) -> None:
                 await db.create_collection(name)
             except CollectionInvalid:
                 pass
+            except OperationFailure as exc:
+                if exc.code != 48:  # NamespaceExists: another service created it meanwhile
+                    raise
 
 
 async def ping(db: AsyncDatabase) -> None:

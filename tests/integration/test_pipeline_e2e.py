@@ -7,7 +7,6 @@ read back through the gateway's JSON API and HTML pages.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import pathlib
 import subprocess
@@ -207,7 +206,7 @@ async def test_database_stall_delays_but_loses_and_duplicates_nothing(pipeline, 
     results = await eventually(all_readable, timeout=120, interval=1, what="all 30 articles after the stall")
     assert {r["version"] for r in results} == {1}
     # Nothing duplicated: every article is on the home listing exactly once.
-    _, listing = await pipeline.get_json(f"/api/v1/articles?limit=100")
+    _, listing = await pipeline.get_json("/api/v1/articles?limit=100")
     ids = [i["id"] for i in listing["items"]]
     assert len(ids) == len(set(ids))
     assert {article_id_for(u) for u in uris} <= set(ids)
@@ -278,3 +277,14 @@ async def test_republished_story_is_collapsed_and_shown_as_also_reported_by(pipe
     html = await eventually(shown, what="the also-reported-by block")
     assert "Tengrinews: Base rate unchanged at 16.5 percent" in html
     assert all(r["id"] != copy_id for r in (await api_by_uri(pipeline, first))["related"]), "duplicates are not related articles"
+
+
+async def test_services_starting_together_create_collections_without_tripping_over_each_other(mongo, run_id):
+    from shared.mongo import COLLECTIONS, init_database
+
+    db = mongo[f"kazpost_race{run_id}"]
+    try:
+        await asyncio.gather(*(init_database(db) for _ in range(4)))
+        assert set(COLLECTIONS) <= set(await db.list_collection_names())
+    finally:
+        await mongo.drop_database(db.name)
