@@ -135,7 +135,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
         await kafka_clients["producer"].send_and_wait(settings.topic_newsletter_signups, json.dumps(event).encode(), key=email.lower().encode())
 
     read = ReadModel(db, cache)
-    views = Views(settings, read, cache, publish_signup=publish_signup)
+    views = Views(settings, read, cache)
     discovery = Discovery(settings, read, cache)
     app[VIEWS] = views
     views.static_version = hashlib.blake2b((HERE / "static" / "site.css").read_bytes(), digest_size=6).hexdigest()

@@ -227,11 +227,10 @@ def respond(request: web.Request, page: Page) -> web.Response:
 
 
 class Views:
-    def __init__(self, settings: GatewaySettings, read: ReadModel, cache: Cache, publish_signup=None) -> None:
+    def __init__(self, settings: GatewaySettings, read: ReadModel, cache: Cache) -> None:
         self.settings = settings
         self.read = read
         self.cache = cache
-        self.publish_signup = publish_signup
         self.linking_session = None  # aiohttp.ClientSession, set by the app
         self._building: dict[str, asyncio.Future[Page]] = {}
         self.static_version = ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
