@@ -136,14 +136,47 @@ class ArticleLinked(_Frozen):
     duplicates: list[str] = Field(default_factory=list)
 
 
+class ArticleNarrated(_Frozen):
+    """Published by narration when an article's audio was written (``ready``) or removed
+    (``deleted``: killed, withheld, or no longer narratable)."""
+
+    article_id: str
+    version: int = Field(description="the article version the audio was made from")
+    status: Literal["ready", "deleted"]
+    language: str | None = None
+    duration_s: float | None = Field(default=None, ge=0)
+    size: int | None = Field(default=None, ge=0)
+    content_type: str | None = None
+
+
+class NewsletterSignup(_Frozen):
+    """A reader asked to subscribe (not yet confirmed: the newsletter service mails a link)."""
+
+    email: str = Field(max_length=254)
+    sections: list[str] = Field(default_factory=list, max_length=32)
+    language: Literal["kk", "ru", "en"] = "en"
+
+
+class NewsletterToken(_Frozen):
+    """A reader followed a signed confirmation or unsubscribe link; the service checks it."""
+
+    token: str = Field(max_length=1024)
+
+
 P = TypeVar("P", bound=BaseModel)
 
-EventType = Literal["article.ingested", "article.stored", "article.linked"]
+EventType = Literal["article.ingested", "article.stored", "article.linked", "article.narrated",
+                    "newsletter.signup_requested", "newsletter.confirm_requested",
+                    "newsletter.unsubscribe_requested"]
 
 PAYLOADS: dict[str, type[BaseModel]] = {
     "article.ingested": ArticleIngested,
     "article.stored": ArticleStored,
     "article.linked": ArticleLinked,
+    "article.narrated": ArticleNarrated,
+    "newsletter.signup_requested": NewsletterSignup,
+    "newsletter.confirm_requested": NewsletterToken,
+    "newsletter.unsubscribe_requested": NewsletterToken,
 }
 
 
@@ -174,10 +207,30 @@ class LinkedEvent(Envelope[ArticleLinked]):
     event_type: Literal["article.linked"] = "article.linked"
 
 
+class NarratedEvent(Envelope[ArticleNarrated]):
+    event_type: Literal["article.narrated"] = "article.narrated"
+
+
+class SignupRequested(Envelope[NewsletterSignup]):
+    event_type: Literal["newsletter.signup_requested"] = "newsletter.signup_requested"
+
+
+class ConfirmRequested(Envelope[NewsletterToken]):
+    event_type: Literal["newsletter.confirm_requested"] = "newsletter.confirm_requested"
+
+
+class UnsubscribeRequested(Envelope[NewsletterToken]):
+    event_type: Literal["newsletter.unsubscribe_requested"] = "newsletter.unsubscribe_requested"
+
+
 EVENT_MODELS: dict[str, type[Envelope]] = {
     "article.ingested": IngestedEvent,
     "article.stored": StoredEvent,
     "article.linked": LinkedEvent,
+    "article.narrated": NarratedEvent,
+    "newsletter.signup_requested": SignupRequested,
+    "newsletter.confirm_requested": ConfirmRequested,
+    "newsletter.unsubscribe_requested": UnsubscribeRequested,
 }
 
 

@@ -404,4 +404,7 @@ def all_topics(settings: KafkaSettings) -> list[str]:
         settings.topic_stored,
         settings.topic_stored_dlq,
         settings.topic_linked,
+        settings.topic_narrated,
+        settings.topic_newsletter,
+        settings.topic_newsletter_dlq,
     ]

@@ -27,6 +27,9 @@ class KafkaSettings(BaseSettings):
     topic_stored: str = "articles.stored"
     topic_stored_dlq: str = "articles.stored.dlq"
     topic_linked: str = "articles.linked"
+    topic_narrated: str = "articles.narrated"
+    topic_newsletter: str = "newsletter.requests"
+    topic_newsletter_dlq: str = "newsletter.requests.dlq"
     partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     request_timeout_ms: int = 30_000
@@ -34,6 +37,10 @@ class KafkaSettings(BaseSettings):
     linger_ms: int = 5
     max_batch_size: int = 262_144
     max_request_size: int = 4_194_304
+
+
+TOPIC_FIELDS: tuple[str, ...] = tuple(name for name in KafkaSettings.model_fields if name.startswith("topic_"))
+"""Every topic-name field of :class:`KafkaSettings` (tests prefix them all to get topics of their own)."""
 
 
 class MongoSettings(BaseSettings):

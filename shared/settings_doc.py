@@ -1,6 +1,7 @@
 """Every setting of every service as environment variables (used by the README and its test).
 
-    python -m shared.settings_doc      prints a Markdown table
+    python -m shared.settings_doc           prints a Markdown table
+    python -m shared.settings_doc --write   rewrites the table in README.md
 """
 
 from __future__ import annotations
@@ -43,5 +44,23 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
+def write_readme(path: str = "README.md") -> None:
+    """Replace the settings table (the one starting with its header row) in ``path``."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    start = lines.index("| variable | default | notes |")
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    lines[start:end] = markdown().split("\n")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+
+
 if __name__ == "__main__":
-    print(markdown())
+    import sys
+
+    if "--write" in sys.argv[1:]:
+        write_readme()
+    else:
+        print(markdown())

@@ -26,7 +26,7 @@ from services.storage.app import create_worker as create_storage
 from services.storage.settings import StorageSettings
 from shared.kafka import all_topics, ensure_topics
 from shared.mongo import database, init_database, make_client
-from shared.settings import KafkaSettings, MongoSettings, RetrySettings
+from shared.settings import TOPIC_FIELDS, KafkaSettings, MongoSettings, RetrySettings
 
 pytestmark = pytest.mark.integration
 
@@ -43,8 +43,7 @@ def kafka_settings(run_id: str) -> KafkaSettings:
     prefix = f"t{run_id}."
     return base.model_copy(update={
         name: prefix + getattr(base, name)
-        for name in ("topic_upstream", "topic_upstream_dlq", "topic_ingested", "topic_ingested_dlq",
-                     "topic_stored", "topic_stored_dlq", "topic_linked")
+        for name in TOPIC_FIELDS
     } | {"client_id_prefix": f"kazpost-test-{run_id}"})
 
 

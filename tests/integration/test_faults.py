@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared.events import article_id_for
 from shared.kafka import all_topics, ensure_topics
-from shared.settings import KafkaSettings
+from shared.settings import TOPIC_FIELDS, KafkaSettings
 from tests.integration.helpers import eventually, ninjs
 
 pytestmark = pytest.mark.integration
@@ -38,9 +38,7 @@ class Stack:
     def __init__(self, run: str, tmp_path) -> None:
         base = KafkaSettings()
         self.prefix = f"f{run}."
-        self.kafka = base.model_copy(update={n: self.prefix + getattr(base, n) for n in (
-            "topic_upstream", "topic_upstream_dlq", "topic_ingested", "topic_ingested_dlq", "topic_stored",
-            "topic_stored_dlq", "topic_linked")})
+        self.kafka = base.model_copy(update={n: self.prefix + getattr(base, n) for n in TOPIC_FIELDS})
         self.gateway_port = free_port()
         self.linking_port = free_port()
         self.env = {
@@ -48,9 +46,7 @@ class Stack:
             "KAZPOST_LOG_LEVEL": "WARNING", "KAZPOST_LOG_FORMAT": "json",
             "KAZPOST_MONGO_DATABASE": f"kazpost_f{run}",
             "KAZPOST_RETRY_INITIAL_BACKOFF_S": "0.1", "KAZPOST_RETRY_MAX_BACKOFF_S": "1", "KAZPOST_RETRY_MAX_ATTEMPTS": "30",
-            **{f"KAZPOST_KAFKA_{n.upper()}": getattr(self.kafka, n) for n in (
-                "topic_upstream", "topic_upstream_dlq", "topic_ingested", "topic_ingested_dlq", "topic_stored",
-                "topic_stored_dlq", "topic_linked")},
+            **{f"KAZPOST_KAFKA_{n.upper()}": getattr(self.kafka, n) for n in TOPIC_FIELDS},
             **{f"KAZPOST_{s.upper()}_GROUP_ID": f"f{run}-{s}" for s in ("ingestion", "storage", "linking")},
             "KAZPOST_INGESTION_OPS_PORT": str(free_port()), "KAZPOST_STORAGE_OPS_PORT": str(free_port()),
             "KAZPOST_LINKING_OPS_PORT": str(self.linking_port),

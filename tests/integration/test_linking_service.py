@@ -15,7 +15,7 @@ from services.linking.settings import LinkingSettings
 from shared.events import Article, ArticleStored, StoredEvent, Term, article_id_for
 from shared.kafka import all_topics, ensure_topics
 from shared.mongo import RELATED, database, make_client
-from shared.settings import KafkaSettings, MongoSettings
+from shared.settings import TOPIC_FIELDS, KafkaSettings, MongoSettings
 from tests.integration.conftest import FAST_RETRY
 from tests.integration.helpers import eventually
 
@@ -60,9 +60,7 @@ async def isolated(run_id, request):
     """Topics and a database of this test's own."""
     suffix = f"{run_id}{request.node.name[-6:]}".replace("[", "").replace("]", "")
     base = KafkaSettings()
-    kafka = base.model_copy(update={n: f"l{suffix}." + getattr(base, n) for n in (
-        "topic_upstream", "topic_upstream_dlq", "topic_ingested", "topic_ingested_dlq", "topic_stored",
-        "topic_stored_dlq", "topic_linked")})
+    kafka = base.model_copy(update={n: f"l{suffix}." + getattr(base, n) for n in TOPIC_FIELDS})
     await ensure_topics(kafka, all_topics(kafka))
     mongo = MongoSettings(database=f"kazpost_l{suffix}")
     client = make_client(mongo, app_name="tests")
