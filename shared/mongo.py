@@ -26,7 +26,8 @@ VERSIONS = "article_versions"  # storage: every accepted version, _id = "<id>:<v
 FRONTS = "fronts"              # storage: precomputed listings, _id = "front:home", "front:section:<slug>"
 RELATED = "related"            # linking: related list with teasers embedded, _id = article id
 
-COLLECTIONS = (ARTICLES, VERSIONS, FRONTS, RELATED)
+SUBSCRIBERS = "subscribers"    # newsletter: one document per address, _id = subscriber id
+COLLECTIONS = (ARTICLES, VERSIONS, FRONTS, RELATED, SUBSCRIBERS)
 
 
 def make_client(settings: MongoSettings, *, app_name: str) -> AsyncMongoClient:

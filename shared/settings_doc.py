@@ -23,7 +23,9 @@ def service_settings() -> list[type[BaseSettings]]:
     from services.storage.settings import StorageSettings
     from shared.cli import CliSettings
 
-    return [IngestionSettings, StorageSettings, LinkingSettings, GatewaySettings, CliSettings]
+    from services.newsletter.settings import NewsletterSettings
+
+    return [IngestionSettings, StorageSettings, LinkingSettings, GatewaySettings, NewsletterSettings, CliSettings]
 
 
 def env_vars(model: type[BaseModel]) -> Iterator[tuple[str, str, str]]:

@@ -7,6 +7,7 @@ commit offsets → close the consumer → flush and close the producer → close
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
@@ -38,6 +39,7 @@ class Worker:
         on_close: Callable[[], Awaitable[None]] | None = None,
         max_records: int = 200,
         extra_routes: list[web.RouteDef] | None = None,
+        background: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self.service = service
         self.producer = make_producer(kafka, service)
@@ -61,6 +63,8 @@ class Worker:
         self._on_start = on_start
         self._on_close = on_close
         self._extra_routes = extra_routes or []
+        self._background = list(background)
+        self._tasks: list[asyncio.Task] = []
         self._ops: web.AppRunner | None = None
         self._started = False
 
@@ -81,6 +85,7 @@ class Worker:
         await self.consumer.start()
         if self._ops_port is not None:
             self._ops = await start_ops_server(self._ops_host, self._ops_port, self.ready, self._extra_routes)
+        self._tasks = [asyncio.create_task(job()) for job in self._background]
         self._started = True
         log.info("worker_started", service=self.service, ops_port=self._ops_port)
 
@@ -88,6 +93,9 @@ class Worker:
         self.runner.stop()
 
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
             await self.consumer.stop()
         finally:

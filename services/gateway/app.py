@@ -7,12 +7,8 @@ import contextlib
 import functools
 import gc
 import hashlib
-import json
 import pathlib
-import re
 import time
-import uuid
-from datetime import UTC, datetime
 
 import aiohttp
 import aiohttp_jinja2
@@ -24,7 +20,7 @@ from aiokafka.errors import KafkaError
 
 from services.gateway.cache import Cache
 from services.gateway.discovery import Discovery
-from services.gateway.i18n import labels
+from services.gateway.newsletter import NewsletterRoutes
 from services.gateway.settings import GatewaySettings
 from services.gateway.views import SECURITY_HEADERS, ApiError, ReadModel, Views, respond
 from shared import metrics
@@ -40,8 +36,6 @@ SETTINGS = web.AppKey("settings", GatewaySettings)
 VIEWS = web.AppKey("views", Views)
 CACHE = web.AppKey("cache", Cache)
 CACHE_LISTENING = web.AppKey("cache_listening", asyncio.Event)
-
-EMAIL_RE = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 
 
 @web.middleware
@@ -126,13 +120,8 @@ def create_app(settings: GatewaySettings) -> web.Application:
     db = database(client, settings.mongo)
     kafka_clients: dict[str, AIOKafkaProducer] = {}  # created in the event loop, at start-up
 
-    async def publish_signup(email: str, language: str, sections: list[str]) -> None:
-        event = {
-            "event_id": uuid.uuid4().hex, "event_type": "newsletter.signup_requested", "schema_version": 1,
-            "occurred_at": datetime.now(UTC).isoformat(), "producer": "gateway", "correlation_id": uuid.uuid4().hex,
-            "payload": {"email": email, "language": language, "sections": sections},
-        }
-        await kafka_clients["producer"].send_and_wait(settings.topic_newsletter_signups, json.dumps(event).encode(), key=email.lower().encode())
+    async def publish_newsletter(key: str, event) -> None:
+        await kafka_clients["producer"].send_and_wait(settings.kafka.topic_newsletter, event.to_bytes(), key=key.encode())
 
     read = ReadModel(db, cache)
     views = Views(settings, read, cache)
@@ -163,22 +152,6 @@ def create_app(settings: GatewaySettings) -> web.Application:
             return web.json_response({"status": "unavailable", "problems": problems}, status=503)
         return web.json_response({"status": "ready"})
 
-    async def newsletter(request: web.Request) -> web.StreamResponse:
-        form = await request.post()
-        email = str(form.get("email", "")).strip()[:320]
-        language = str(form.get("lang", settings.default_language))[:3]
-        sections = [str(s)[:60] for s in form.getall("section", [])][:20]
-        ok = bool(EMAIL_RE.match(email)) and not form.get("website")  # "website" is a honeypot field
-        if ok:
-            await publish_signup(email, language, sections)
-        context = views._context(request, language, title=labels(language)["newsletter"],
-                                 text=labels(language)["signup_thanks" if ok else "signup_invalid"],
-                                 status=202 if ok else 400, sections=[])
-        page = views._render(request, "error.html", context, status=202 if ok else 400)
-        response = respond(request, page)
-        response.headers["Cache-Control"] = "no-store"
-        return response
-
     app.add_routes([
         web.get("/", views.home),
         web.get("/section/{slug}", views.section),
@@ -187,7 +160,6 @@ def create_app(settings: GatewaySettings) -> web.Application:
         web.get("/articles/{id}/{slug}", views.article),
         web.get("/articles/{id}", views.article_redirect),
         web.get("/search", views.search),
-        web.post("/newsletter", newsletter),
         web.get("/api/v1/articles", views.api_articles),
         web.get("/api/v1/articles/{id}", views.api_article),
         web.get("/api/v1/search", views.api_search),
@@ -198,6 +170,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
         web.static("/static", HERE / "static"),
     ])
     app.add_routes(discovery.routes())
+    app.add_routes(NewsletterRoutes(settings, views, publish_newsletter).routes())
 
     async def lifecycle(app: web.Application):
         producer = kafka_clients["producer"] = make_producer(settings.kafka, "gateway")

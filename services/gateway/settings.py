@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.settings import KafkaSettings, LogSettings, MongoSettings, kafka_field, log_field, mongo_field
@@ -30,4 +30,11 @@ class GatewaySettings(BaseSettings):
     cache_max_entries: int = Field(default=20_000, ge=100)
     # Listen to Kafka events to drop cache entries as soon as something changes.
     cache_invalidation: bool = True
-    topic_newsletter_signups: str = "newsletter.signups"
+    newsletter_secret: SecretStr = Field(
+        default=SecretStr("dev-only-newsletter-secret"),
+        description="checks confirmation/unsubscribe links; the same value as KAZPOST_NEWSLETTER_SECRET")
+    newsletter_rate_limit: int = Field(default=5, ge=1, description="sign-ups per client per window")
+    newsletter_rate_window_s: float = Field(default=600.0, gt=0)
+    newsletter_max_form_bytes: int = Field(default=4096, ge=256)
+    client_ip_header: str | None = Field(
+        default=None, description="behind a proxy: the header carrying the client address (e.g. X-Forwarded-For)")

@@ -1,0 +1,3 @@
+from services.newsletter.app import main
+
+main()
