@@ -9,6 +9,13 @@
 #   deploy/local/stack.sh gin-indexes  GIN indexes in PostgreSQL for every FerretDB collection
 #   deploy/local/stack.sh pause-db     SIGSTOP the FerretDB process (fault tests)
 #   deploy/local/stack.sh resume-db    SIGCONT it again
+#   deploy/local/stack.sh restart-kafka [--kill] [--down S]
+#                                      stop the broker (SIGTERM: clean shutdown; --kill: SIGKILL),
+#                                      stay down S seconds [0], start it, wait until ready
+#   deploy/local/stack.sh restart-db [--kill] [--down S] [--ferretdb-only]
+#                                      the same for FerretDB and PostgreSQL (--kill: SIGKILL
+#                                      FerretDB and `pg_ctl stop -m immediate`, i.e. crash recovery)
+#   deploy/local/stack.sh gin-indexes-db DB   gin-indexes for another database than kazpost
 #   deploy/local/stack.sh env          print `export` lines pointing the Python code here
 #
 # Every command is idempotent. Settings come from the environment (defaults in brackets), so
@@ -725,6 +732,83 @@ WHERE NOT EXISTS (SELECT 1 FROM :"schema"._ferretdb_database_metadata m WHERE m.
 SQL
 }
 
+
+# ---------------------------------------------------------------------------------------------
+# restart-kafka / restart-db (fault suite: tests/chaos)
+# ---------------------------------------------------------------------------------------------
+# parse_restart_args ARGS...: sets RESTART_KILL (0/1), RESTART_DOWN (seconds), RESTART_FERRETDB_ONLY.
+parse_restart_args() {
+  RESTART_KILL=0 RESTART_DOWN=0 RESTART_FERRETDB_ONLY=0
+  while (($#)); do
+    case "$1" in
+      --kill) RESTART_KILL=1 ;;
+      --down) shift; RESTART_DOWN="${1:?--down needs seconds}" ;;
+      --ferretdb-only) RESTART_FERRETDB_ONLY=1 ;;
+      *) die "unknown option '$1'" ;;
+    esac
+    shift
+  done
+  [[ $RESTART_DOWN =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--down takes seconds, not '$RESTART_DOWN'"
+}
+
+kill_now() { # kill_now NAME PID — SIGKILL and wait until the process is gone
+  local i
+  kill -KILL "$2" 2>/dev/null || true
+  for ((i = 0; i < 300; i++)); do kill -0 "$2" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$PIDS/$1.pid"
+  log "$1 (pid $2) killed"
+}
+
+cmd_restart_kafka() {
+  parse_restart_args "$@"
+  require_installed
+  mkdir -p "$LOGS" "$PIDS"
+  lock "$STATE/.stack.lock"
+  local pid
+  pid="$(kafka_pid)" || die "kafka is not running: '$0 start' first"
+  if ((RESTART_KILL)); then
+    kill_now kafka "$pid"
+    finish_kafka_cds killed
+  elif terminate kafka "$pid" 60; then
+    finish_kafka_cds clean
+  else
+    finish_kafka_cds killed
+  fi
+  sleep "$RESTART_DOWN"
+  start_kafka
+  wait_kafka_ready $(($(date +%s) + START_TIMEOUT))
+  log "kafka back on 127.0.0.1:$KAFKA_PORT"
+}
+
+cmd_restart_db() {
+  parse_restart_args "$@"
+  require_installed
+  mkdir -p "$LOGS" "$PIDS"
+  lock "$STATE/.stack.lock"
+  local pid
+  pid="$(ferretdb_pid)" || die "ferretdb is not running: '$0 start' first"
+  if ((RESTART_KILL)); then kill_now ferretdb "$pid"; else terminate ferretdb "$pid" 30 || true; fi
+  if [[ $DB_BACKEND == postgresql ]] && ((!RESTART_FERRETDB_ONLY)); then
+    if [[ -f $PG_DATA/postmaster.pid ]] && as_pg "$PGBIN/pg_ctl" status -D "$PG_DATA" >/dev/null 2>&1; then
+      # immediate = no shutdown checkpoint: the next start replays the WAL, as after a crash.
+      as_pg "$PGBIN/pg_ctl" stop -D "$PG_DATA" -m "$( ((RESTART_KILL)) && echo immediate || echo fast)" -w -t 60 -s &&
+        log "postgresql stopped$( ((RESTART_KILL)) && echo ' (immediate)')"
+    fi
+    rm -f "$PIDS/postgres.pid"
+  fi
+  sleep "$RESTART_DOWN"
+  if [[ $DB_BACKEND == postgresql ]]; then start_postgres; ensure_pg_database; fi
+  start_ferretdb
+  wait_db_ready $(($(date +%s) + START_TIMEOUT))
+  log "database back on 127.0.0.1:$MONGO_PORT"
+}
+
+cmd_gin_indexes_db() { # cmd_gin_indexes_db DATABASE — gin-indexes for a database other than kazpost
+  [[ ${1:-} =~ ^[a-z0-9_]{1,63}$ ]] || die "gin-indexes-db needs a database name of [a-z0-9_], not '${1:-}'"
+  local MONGO_DB="$1"   # dynamic scope: cmd_gin_indexes reads this one
+  cmd_gin_indexes
+}
+
 # ---------------------------------------------------------------------------------------------
 usage() { # the header comment of this file
   awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
@@ -738,6 +822,9 @@ case "${1:-}" in
   gin-indexes) cmd_gin_indexes ;;
   pause-db) cmd_signal_db STOP ;;
   resume-db) cmd_signal_db CONT ;;
+  restart-kafka) shift; cmd_restart_kafka "$@" ;;
+  restart-db) shift; cmd_restart_db "$@" ;;
+  gin-indexes-db) shift; cmd_gin_indexes_db "$@" ;;
   env) cmd_env ;;
   -h | --help | help) usage ;;
   *) usage >&2; exit 2 ;;
