@@ -75,9 +75,24 @@ class Message:
         return uuid.uuid4().hex
 
 
+def connection_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Where and how to connect: bootstrap servers and security (for every kind of client)."""
+    options: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers,
+                               "security_protocol": settings.security_protocol}
+    if settings.security_protocol.startswith("SASL_"):
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+    if settings.security_protocol.endswith("SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        options["ssl_context"] = create_ssl_context(cafile=settings.ssl_cafile)
+    return options
+
+
 def make_producer(settings: KafkaSettings, client_id: str, **overrides: Any) -> AIOKafkaProducer:
     options: dict[str, Any] = dict(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection_options(settings),
         client_id=f"{settings.client_id_prefix}-{client_id}",
         enable_idempotence=True,
         acks="all",
@@ -94,7 +109,7 @@ def make_consumer(
     settings: KafkaSettings, topics: Sequence[str], *, group_id: str | None, client_id: str, **overrides: Any
 ) -> AIOKafkaConsumer:
     options: dict[str, Any] = dict(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection_options(settings),
         client_id=f"{settings.client_id_prefix}-{client_id}",
         group_id=group_id,
         enable_auto_commit=False,
@@ -375,9 +390,7 @@ class ConsumerRunner:
 
 async def ensure_topics(settings: KafkaSettings, topics: Iterable[str], *, partitions: int | None = None) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.client_id_prefix}-admin"
-    )
+    admin = AIOKafkaAdminClient(**connection_options(settings), client_id=f"{settings.client_id_prefix}-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -9,7 +9,7 @@ Rules (fast on MongoDB and on FerretDB alike):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pymongo import AsyncMongoClient, monitoring
@@ -30,7 +30,12 @@ SUBSCRIBERS = "subscribers"    # newsletter: one document per address, _id = sub
 COLLECTIONS = (ARTICLES, VERSIONS, FRONTS, RELATED, SUBSCRIBERS)
 
 
-def make_client(settings: MongoSettings, *, app_name: str) -> AsyncMongoClient:
+def make_client(settings: MongoSettings, *, app_name: str,
+                listeners: Sequence[monitoring.CommandListener] = ()) -> AsyncMongoClient:
+    credentials: dict[str, Any] = {}
+    if settings.username:
+        credentials = {"username": settings.username, "authSource": settings.auth_source,
+                       "password": settings.password.get_secret_value() if settings.password else None}
     return AsyncMongoClient(
         settings.url,
         appname=f"kazpost-{app_name}",
@@ -38,7 +43,8 @@ def make_client(settings: MongoSettings, *, app_name: str) -> AsyncMongoClient:
         serverSelectionTimeoutMS=settings.server_selection_timeout_ms,
         tz_aware=True,
         maxPoolSize=20,
-        event_listeners=[DbMetrics(app_name)],
+        event_listeners=[DbMetrics(app_name), *listeners],
+        **credentials,
     )
 
 

@@ -10,7 +10,9 @@ place; a service can still override a nested value with e.g.
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,6 +39,21 @@ class KafkaSettings(BaseSettings):
     linger_ms: int = 5
     max_batch_size: int = 262_144
     max_request_size: int = 4_194_304
+    # Security (every producer, consumer and admin client). PLAINTEXT is the local stack;
+    # docker-compose and Kubernetes use SASL_PLAINTEXT (or SASL_SSL) with SCRAM-SHA-512 and one
+    # principal per service.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="`SASL_PLAINTEXT` / `SASL_SSL` need the SASL user name and password")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = Field(default=None, description="CA bundle for `SSL` / `SASL_SSL` (default: the system's)")
+
+    @model_validator(mode="after")
+    def _sasl_credentials(self) -> "KafkaSettings":
+        if self.security_protocol.startswith("SASL_") and not (self.sasl_username and self.sasl_password):
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username and sasl_password")
+        return self
 
 
 TOPIC_FIELDS: tuple[str, ...] = tuple(name for name in KafkaSettings.model_fields if name.startswith("topic_"))
@@ -51,6 +68,11 @@ class MongoSettings(BaseSettings):
     # Every database call carries this client-side timeout (PyMongo ``timeoutMS``).
     timeout_ms: int = Field(default=5_000, ge=100)
     server_selection_timeout_ms: int = 5_000
+    # Credentials kept out of the URL (so a Secret can hold the password alone); when set they
+    # override any user in the URL.
+    username: str | None = None
+    password: SecretStr | None = None
+    auth_source: str = Field(default="admin", description="database that holds the user")
 
 
 class LogSettings(BaseSettings):
