@@ -97,17 +97,17 @@ async def signup(event: SignupRequested, *, db: AsyncDatabase, mailer: Mailer, s
     confirm_token = make_token(settings.secret.get_secret_value(), sub_id, "confirm", seen["confirm_nonce"],
                                ttl_s=settings.confirm_ttl_s, now=now.timestamp())
     message = confirmation_email(
-        settings, email, seen["language"], link(settings, "/newsletter/confirm", confirm_token),
-        unsubscribe_link(settings, sub_id, seen["unsubscribe_nonce"]), now)
+        settings, email, seen["language"], link(settings, "/newsletter/confirm", confirm_token, seen["language"]),
+        unsubscribe_link(settings, sub_id, seen["unsubscribe_nonce"], seen["language"]), now)
     await _send(mailer, message, "confirmation")
     await db[SUBSCRIBERS].update_one({"_id": sub_id, "signup_event": event.event_id}, {"$set": {"confirm_sent_at": now}})
     REQUESTS.labels("signup", "mailed").inc()
     log.info("confirmation_sent")
 
 
-def unsubscribe_link(settings: NewsletterSettings, sub_id: str, nonce: str) -> str:
+def unsubscribe_link(settings: NewsletterSettings, sub_id: str, nonce: str, language: str = "en") -> str:
     token = make_token(settings.secret.get_secret_value(), sub_id, "unsubscribe", nonce, ttl_s=None)
-    return link(settings, "/newsletter/unsubscribe", token)
+    return link(settings, "/newsletter/unsubscribe", token, language)
 
 
 async def confirm(token: str, *, db: AsyncDatabase, settings: NewsletterSettings, now: datetime) -> bool:
@@ -221,7 +221,7 @@ async def send_digests(db: AsyncDatabase, mailer: Mailer, settings: NewsletterSe
         if not await read_modify_write(db[SUBSCRIBERS], sub["_id"], claim):
             continue
         message = digest_email(settings, sub["email"], sub.get("language", "en"), items,
-                               unsubscribe_link(settings, sub["_id"], sub["unsubscribe_nonce"]), now)
+                               unsubscribe_link(settings, sub["_id"], sub["unsubscribe_nonce"], sub.get("language", "en")), now)
         try:
             await _send(mailer, message, "digest")
             counts["sent"] += 1

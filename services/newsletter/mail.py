@@ -64,8 +64,8 @@ class SmtpMailer:
         )
 
 
-def link(settings: NewsletterSettings, path: str, token: str) -> str:
-    return f"{settings.public_base_url.rstrip('/')}{path}?token={quote(token)}"
+def link(settings: NewsletterSettings, path: str, token: str, language: str = "en") -> str:
+    return f"{settings.public_base_url.rstrip('/')}{path}?token={quote(token)}&lang={quote(language)}"
 
 
 def _base(settings: NewsletterSettings, to: str, subject: str, unsubscribe_url: str, now: datetime) -> EmailMessage:

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email
+import email.policy
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from email.message import EmailMessage
 from dataclasses import dataclass
 
 import aiohttp
 from multidict import CIMultiDict
 import pytest
 from aiohttp import web
+from aiosmtpd.controller import Controller
 from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
@@ -22,6 +26,8 @@ from services.ingestion.app import create_worker as create_ingestion
 from services.ingestion.settings import IngestionSettings
 from services.linking.app import create_worker as create_linking
 from services.linking.settings import LinkingSettings
+from services.newsletter.app import create_worker as create_newsletter
+from services.newsletter.settings import NewsletterSettings
 from services.storage.app import create_worker as create_storage
 from services.storage.settings import StorageSettings
 from shared.kafka import all_topics, ensure_topics
@@ -93,6 +99,32 @@ async def producer(kafka_settings: KafkaSettings, topics) -> AsyncIterator[AIOKa
 FAST_RETRY = RetrySettings(max_attempts=30, initial_backoff_s=0.1, max_backoff_s=2.0)
 
 
+class MailSink:
+    """A real SMTP server on loopback (aiosmtpd) that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        self.messages.append(message)
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if address.lower() in m["X-Envelope-To"].lower()]
+
+
+@pytest.fixture(scope="session")
+def smtp() -> Iterator[tuple[MailSink, int]]:
+    sink = MailSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield sink, port
+    controller.stop()
+
+
 @dataclass
 class Pipeline:
     kafka: KafkaSettings
@@ -100,6 +132,8 @@ class Pipeline:
     http: aiohttp.ClientSession
     workers: dict
     tasks: dict
+    mail: MailSink
+    newsletter: NewsletterSettings
 
     async def get(self, path: str, **kw) -> tuple[int, str, CIMultiDict]:
         async with self.http.get(self.base_url + path, allow_redirects=kw.pop("allow_redirects", True), **kw) as r:
@@ -111,19 +145,26 @@ class Pipeline:
 
 
 @pytest.fixture(scope="session")
-async def pipeline(kafka_settings, mongo_settings, topics, mongo, run_id) -> AsyncIterator[Pipeline]:
-    """All four services, wired exactly as in production, running in this event loop."""
+async def pipeline(kafka_settings, mongo_settings, topics, mongo, run_id, smtp) -> AsyncIterator[Pipeline]:
+    """All the services, wired exactly as in production, running in this event loop (mail goes
+    to a real SMTP server on loopback)."""
     group = f"test-{run_id}"
     linking_port, gateway_port = free_port(), free_port()
+    newsletter_settings = NewsletterSettings(
+        kafka=kafka_settings, mongo=mongo_settings, retry=FAST_RETRY, group_id=f"{group}-newsletter", ops_port=None,
+        smtp_host="127.0.0.1", smtp_port=smtp[1], public_base_url=f"http://127.0.0.1:{gateway_port}",
+        digest_enabled=False)
     workers = {
         "ingestion": create_ingestion(IngestionSettings(kafka=kafka_settings, retry=FAST_RETRY, group_id=f"{group}-ingestion", ops_port=None)),
         "storage": create_storage(StorageSettings(kafka=kafka_settings, mongo=mongo_settings, retry=FAST_RETRY, group_id=f"{group}-storage", ops_port=None)),
         "linking": create_linking(LinkingSettings(kafka=kafka_settings, mongo=mongo_settings, retry=FAST_RETRY, group_id=f"{group}-linking", ops_port=linking_port)),
+        "newsletter": create_newsletter(newsletter_settings),
     }
     tasks = {name: asyncio.create_task(w.serve(install_signals=False), name=name) for name, w in workers.items()}
     gateway_settings = GatewaySettings(
         kafka=kafka_settings, mongo=mongo_settings, port=gateway_port, ops_port=None,
         public_base_url=f"http://127.0.0.1:{gateway_port}", linking_url=f"http://127.0.0.1:{linking_port}",
+        newsletter_rate_limit=1000,
     )
     app = create_app(gateway_settings)
     runner = web.AppRunner(app)
@@ -141,7 +182,7 @@ async def pipeline(kafka_settings, mongo_settings, topics, mongo, run_id) -> Asy
         await asyncio.sleep(0.1)
     else:
         pytest.fail("consumers did not get their partitions in 30 s")
-    yield Pipeline(kafka_settings, f"http://127.0.0.1:{gateway_port}", http, workers, tasks)
+    yield Pipeline(kafka_settings, f"http://127.0.0.1:{gateway_port}", http, workers, tasks, smtp[0], newsletter_settings)
     await http.close()
     await runner.cleanup()
     for w in workers.values():
