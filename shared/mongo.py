@@ -27,7 +27,7 @@ FRONTS = "fronts"              # storage: precomputed listings, _id = "front:hom
 RELATED = "related"            # linking: related list with teasers embedded, _id = article id
 
 SUBSCRIBERS = "subscribers"    # newsletter: one document per address, _id = subscriber id
-COLLECTIONS = (ARTICLES, VERSIONS, FRONTS, RELATED, SUBSCRIBERS)
+COLLECTIONS = (ARTICLES, VERSIONS, FRONTS, RELATED, SUBSCRIBERS, "audio", "audio_chunks")  # audio: narration, see shared/audio.py
 
 
 def make_client(settings: MongoSettings, *, app_name: str,

@@ -24,8 +24,9 @@ def service_settings() -> list[type[BaseSettings]]:
     from shared.cli import CliSettings
 
     from services.newsletter.settings import NewsletterSettings
+    from services.narration.settings import NarrationSettings
 
-    return [IngestionSettings, StorageSettings, LinkingSettings, GatewaySettings, NewsletterSettings, CliSettings]
+    return [IngestionSettings, StorageSettings, LinkingSettings, GatewaySettings, NewsletterSettings, NarrationSettings, CliSettings]
 
 
 def env_vars(model: type[BaseModel]) -> Iterator[tuple[str, str, str]]:

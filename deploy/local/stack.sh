@@ -254,6 +254,7 @@ cmd_install() {
   install_postgres
   install_ferretdb
   install_kcat
+  bash "$HERE/narration-deps.sh"   # espeak-ng and opus-tools for the narration service
   log "install complete"
 }
 

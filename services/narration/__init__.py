@@ -1,0 +1,1 @@
+"""Narration: speech audio ("Listen to this article") for every usable stored article."""

@@ -1,0 +1,3 @@
+from services.narration.app import main
+
+main()
