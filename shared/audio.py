@@ -93,12 +93,11 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise RangeNotSatisfiable(header)
         return max(0, size - n), size - 1
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None  # invalid: ignored, as the RFC says
     if start >= size:
         raise RangeNotSatisfiable(header)
-    return start, min(end, size - 1)
+    return start, min(int(last), size - 1) if last else size - 1
 
 
 async def read_meta(db: AsyncDatabase, article_id: str) -> dict[str, Any] | None:
