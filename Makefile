@@ -38,6 +38,12 @@ status:
 eval: venv
 	@$(VPY) -m services.linking.evaluate $(ARGS)
 
+# The whole bad-input corpora against the real ingestion and gateway (on the test stack); prints
+# the tables. ARGS="--sample" runs the CI sample.
+.PHONY: badinput
+badinput: venv
+	@PYTHON=$(abspath $(VPY)) bash tests/badinput/run.sh $(ARGS)
+
 bench: venv
 	@$(VPY) -m benchmarks.linking_bench $(ARGS)
 
