@@ -26,6 +26,7 @@ from services.gateway.views import SECURITY_HEADERS, ApiError, ReadModel, Views,
 from shared import metrics
 from shared.kafka import make_consumer, make_producer
 from shared.logs import configure_logging
+from shared.audio import AUDIO
 from shared.mongo import ARTICLES, FRONTS, RELATED, database, make_client, ping
 from shared.runtime import start_ops_server
 
@@ -84,7 +85,7 @@ async def invalidation_loop(app: web.Application) -> None:
     settings = app[SETTINGS]
     cache = app[CACHE]
     consumer: AIOKafkaConsumer = make_consumer(
-        settings.kafka, [settings.kafka.topic_stored, settings.kafka.topic_linked],
+        settings.kafka, [settings.kafka.topic_stored, settings.kafka.topic_linked, settings.kafka.topic_narrated],
         group_id=None, client_id="gateway-cache", auto_offset_reset="latest",
     )
     while True:
@@ -104,6 +105,8 @@ async def invalidation_loop(app: web.Application) -> None:
                     if record.topic == settings.kafka.topic_stored:
                         cache.invalidate(f"{ARTICLES}:{article_id}")
                         cache.invalidate_prefix(f"{FRONTS}:")
+                    elif record.topic == settings.kafka.topic_narrated:
+                        cache.invalidate(f"{AUDIO}:{article_id}")
                     else:
                         cache.invalidate(f"{RELATED}:{article_id}")
     finally:
@@ -159,6 +162,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
         # The article page first: routes under one prefix are tried in order (hot path).
         web.get("/articles/{id}/{slug}", views.article),
         web.get("/articles/{id}", views.article_redirect),
+        web.get(r"/audio/{id}/{version:\d+}.opus", views.audio),
         web.get("/search", views.search),
         web.get("/api/v1/articles", views.api_articles),
         web.get("/api/v1/articles/{id}", views.api_article),

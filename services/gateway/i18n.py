@@ -108,6 +108,14 @@ _MONTHS = {
 }
 
 
+LANGUAGE_NAMES = {"kk": "қазақ тілі", "ru": "русский", "en": "English"}
+
+
+def language_name(code: str | None) -> str:
+    """A language's own name (how a reader of it would look for it)."""
+    return LANGUAGE_NAMES.get(code or "", code or "")
+
+
 def ui_language(language: str | None, default: str = "en") -> str:
     return language if language in LABELS else default
 

@@ -59,6 +59,10 @@ ARTICLE = {
             "href": {"type": "string"}, "alt": {"type": "string"}, "caption": {"type": ["string", "null"]},
             "width": {"type": ["integer", "null"]}, "height": {"type": ["integer", "null"]}}}, {"type": "null"}]},
         "related": {"type": "array", "items": RELATED},
+        "audio": {"anyOf": [{"type": "object", "required": ["url", "content_type", "duration_s", "language"], "properties": {
+            "url": {"type": "string", "description": "Ogg Opus narration; supports HTTP Range"},
+            "content_type": {"type": "string"}, "duration_s": {"type": "integer", "minimum": 0},
+            "language": {"type": "string"}}}, {"type": "null"}]},
     },
 }
 LISTING = {

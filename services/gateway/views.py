@@ -24,10 +24,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.gateway.cache import MISSING, Cache, Page
 from services.gateway.openapi import document as openapi_document
 from services.gateway.highlight import highlight
-from services.gateway.i18n import date_time, labels, long_date, ui_language
+from services.gateway.i18n import date_time, labels, language_name, long_date, ui_language
 from services.gateway.settings import GatewaySettings
 from shared.events import article_id_for
 from shared.listings import bucket_id, bucket_start, index_id, sort_items
+from shared.audio import AUDIO, CONTENT_TYPE, AudioUnavailable, RangeNotSatisfiable, byte_range, etag_of, iter_range
 from shared.mongo import ARTICLES, FRONTS, RELATED
 
 log = structlog.get_logger("gateway")
@@ -76,11 +77,11 @@ class ReadModel:
         Reads the listing's index, then its buckets newest first (skipping those newer than the
         cursor) until the page is full; each read is an ``_id`` lookup, cached.
         """
+        position = parse_cursor(cursor)  # a malformed cursor is a 400 even for an empty listing
         index = await self.get(FRONTS, index_id(key))
         deps = {f"{FRONTS}:{index_id(key)}"}
         if index is None:
             return None, [], None, deps
-        position = parse_cursor(cursor)
         now = now_utc()
         collected: list[dict[str, Any]] = []
         scanned = 0
@@ -121,6 +122,58 @@ def now_utc() -> datetime:
 def visible(item: dict[str, Any], now: datetime) -> bool:
     embargo = item.get("embargoed_until")
     return embargo is None or embargo <= now
+
+
+def audio_of(article: dict[str, Any], meta: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the page shows of the article's audio: only audio of the version on the page."""
+    if meta is None or meta.get("version") != article.get("version") or not meta.get("size"):
+        return None
+    seconds = int(round(float(meta.get("duration_s") or 0)))
+    return {
+        "doc": meta,
+        "version": meta["version"],
+        "url": f"/audio/{meta['_id']}/{meta['version']}.opus",
+        "content_type": meta.get("content_type") or CONTENT_TYPE,
+        "language": meta.get("language") or article.get("language"),
+        "duration_s": seconds,
+        "duration": f"{seconds // 60}:{seconds % 60:02d}",
+        "duration_iso": f"PT{seconds // 60}M{seconds % 60}S",
+    }
+
+
+async def send_audio(request: web.Request, db: AsyncDatabase, meta: dict[str, Any]) -> web.StreamResponse:
+    size = int(meta["size"])
+    etag = meta.get("etag") or etag_of(meta["sha256"])
+    headers = {
+        "Content-Type": meta.get("content_type") or CONTENT_TYPE, "Accept-Ranges": "bytes", "ETag": etag,
+        "Cache-Control": "public, max-age=31536000, immutable", **SECURITY_HEADERS,
+    }
+    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        return web.Response(status=304, headers=headers)
+    range_header = request.headers.get("Range")
+    if_range = request.headers.get("If-Range")
+    if if_range is not None and if_range.strip() != etag:
+        range_header = None  # the client's copy is another version: send it whole
+    try:
+        span = byte_range(range_header, size)
+    except RangeNotSatisfiable:
+        return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    start, end = span if span is not None else (0, size - 1)
+    response = web.StreamResponse(status=206 if span is not None else 200, headers=headers)
+    if span is not None:
+        response.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    response.content_length = end - start + 1
+    if request.method == "HEAD" or size == 0:
+        await response.prepare(request)
+        return response
+    pieces = iter_range(db, meta, start, end)
+    first = await anext(pieces)  # a missing chunk fails before anything is sent
+    await response.prepare(request)
+    await response.write(first)
+    async for piece in pieces:
+        await response.write(piece)
+    await response.write_eof()
+    return response
 
 
 def article_path(item: dict[str, Any]) -> str:
@@ -252,6 +305,7 @@ class Views:
             "path": request.path,
             "static": lambda name: f"/static/{name}?v={self.static_version}",
             "mark": highlight,
+            "language_name": language_name,
             **extra,
         }
 
@@ -354,6 +408,25 @@ class Views:
             return 404, None
         return 200, doc
 
+    async def audio(self, request: web.Request) -> web.StreamResponse:
+        """The article's narration (Ogg Opus), with HTTP Range (seeking), ETag and long caching:
+        the URL names the article version, so a correction gets a new URL."""
+        article_id = request.match_info["id"]
+        status, doc = await self._article_state(article_id)
+        if status != 200 or doc is None:
+            raise ApiError(status, "not_found" if status == 404 else "gone", "no audio for this article")
+        for attempt in range(2):
+            meta = audio_of(doc, await self.read.get(AUDIO, article_id))
+            if meta is None or str(meta["version"]) != request.match_info["version"]:
+                raise ApiError(404, "not_found", "no audio for this article version")
+            try:
+                return await send_audio(request, self.read.db, meta["doc"])
+            except AudioUnavailable:
+                if attempt:  # replaced twice in a row: let the client retry
+                    raise ApiError(503, "unavailable", "the audio is being replaced; try again") from None
+                self.cache.invalidate(f"{AUDIO}:{article_id}")
+        raise AssertionError("unreachable")
+
     async def article_redirect(self, request: web.Request) -> web.StreamResponse:
         article_id = request.match_info["id"]
         status, doc = await self._article_state(article_id)
@@ -366,11 +439,12 @@ class Views:
         slug = request.match_info["slug"]
 
         async def build() -> tuple[Page, set[str]]:
-            deps = {f"{ARTICLES}:{article_id}", f"{RELATED}:{article_id}", f"{FRONTS}:front:home"}
+            deps = {f"{ARTICLES}:{article_id}", f"{RELATED}:{article_id}", f"{AUDIO}:{article_id}", f"{FRONTS}:front:home"}
             status, doc = await self._article_state(article_id)
             if status != 200 or doc is None:
                 return self.error_page(request, status), deps
             related_doc = await self.read.get(RELATED, article_id)
+            audio = audio_of(doc, await self.read.get(AUDIO, article_id))
             now = now_utc()
             related = [
                 r["teaser"] for r in (related_doc or {}).get("items", [])
@@ -379,7 +453,7 @@ class Views:
             also_reported = [t for t in (related_doc or {}).get("also_reported", []) if visible(t, now)]
             from services.gateway.discovery import article_meta  # local: discovery imports views
 
-            article = {**doc, "id": article_id}
+            article = {**doc, "id": article_id, "audio": audio}
             context = self._context(
                 request, doc.get("language", "en"), article=article, related=related, also_reported=also_reported,
                 updated=len(doc.get("history", [])) > 1 or doc["version_created"] > doc["first_created"],
@@ -437,10 +511,12 @@ class Views:
         return data
 
     # JSON API -----------------------------------------------------------------------------
-    def _article_json(self, article_id: str, doc: dict[str, Any], related_doc: dict[str, Any] | None) -> dict[str, Any]:
+    def _article_json(self, article_id: str, doc: dict[str, Any], related_doc: dict[str, Any] | None,
+                      audio_doc: dict[str, Any] | None = None) -> dict[str, Any]:
         now = now_utc()
         base = self.settings.public_base_url.rstrip("/")
         path = f"/articles/{article_id}/{doc['slug']}"
+        audio = audio_of(doc, audio_doc)
         return {
             "id": article_id,
             "uri": doc["uri"],
@@ -471,6 +547,10 @@ class Views:
                 for r in (related_doc or {}).get("items", [])
                 if visible(r["teaser"], now) and r["teaser"]["id"] != article_id
             ],
+            "audio": None if audio is None else {
+                "url": base + audio["url"], "content_type": audio["content_type"],
+                "duration_s": audio["duration_s"], "language": audio["language"],
+            },
         }
 
     def _teaser_json(self, item: dict[str, Any]) -> dict[str, Any]:
@@ -521,7 +601,8 @@ class Views:
         if status != 200 or doc is None:
             raise ApiError(404, "not_found", "no such article")
         related_doc = await self.read.get(RELATED, article_id)
-        body = json.dumps(self._article_json(article_id, doc, related_doc), ensure_ascii=False)
+        audio_doc = await self.read.get(AUDIO, article_id)
+        body = json.dumps(self._article_json(article_id, doc, related_doc, audio_doc), ensure_ascii=False)
         return respond(request, make_page(body, content_type="application/json; charset=utf-8", last_modified=doc.get("stored_at")))
 
     async def api_article(self, request: web.Request) -> web.StreamResponse:
