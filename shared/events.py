@@ -48,6 +48,14 @@ class Image(_Frozen):
     height: int | None = None
 
 
+class Translation(_Frozen):
+    """Another article that is this one in another language (declared upstream)."""
+
+    language: str
+    id: str
+    uri: str
+
+
 class Article(_Frozen):
     """The canonical, normalised article (a ninjs item after ingestion)."""
 
@@ -74,6 +82,7 @@ class Article(_Frozen):
     lead_image: Image | None = None
     copyright_notice: str | None = None
     sources: list[str] = Field(default_factory=list)
+    translations: list[Translation] = Field(default_factory=list, description="the same article in other languages")
 
 
 class Teaser(_Frozen):

@@ -101,6 +101,7 @@ class Association(_Model):
     descriptions: list[Description] = Field(default_factory=list, max_length=10)
     renditions: dict[str, Rendition] = Field(default_factory=dict, max_length=20)
     altText: Short | None = None  # noqa: N815 (ninjs field name)
+    language: Lang | None = None  # a ``translation*`` association: the translation's language
 
 
 class NinjsItem(_Model):

@@ -71,7 +71,7 @@ class ReadModel:
         self.cache = cache
 
     async def listing(self, key: str, *, cursor: str | None, size: int, language: str | None = None,
-                      max_buckets: int = 60) -> tuple[dict[str, Any] | None, list[dict[str, Any]], str | None, set[str]]:
+                      section: str | None = None, max_buckets: int = 60) -> tuple[dict[str, Any] | None, list[dict[str, Any]], str | None, set[str]]:
         """One page of a listing: (index doc, items, next cursor, document keys read).
 
         Reads the listing's index, then its buckets newest first (skipping those newer than the
@@ -94,6 +94,8 @@ class ReadModel:
             scanned += 1
             for item in (doc or {}).get("items", []):
                 if not visible(item, now) or (language and item.get("language") != language):
+                    continue
+                if section and (item.get("section") or {}).get("slug") != section:
                     continue
                 if position is not None and _key(item) >= position:
                     continue
@@ -453,7 +455,14 @@ class Views:
             also_reported = [t for t in (related_doc or {}).get("also_reported", []) if visible(t, now)]
             from services.gateway.discovery import article_meta  # local: discovery imports views
 
-            article = {**doc, "id": article_id, "audio": audio}
+            translations = []
+            for t in (doc.get("translations") or [])[:10]:
+                deps.add(f"{ARTICLES}:{t['id']}")
+                t_status, t_doc = await self._article_state(t["id"])
+                if t_status == 200 and t_doc is not None:
+                    translations.append({"language": t["language"], "path": article_path({"id": t["id"], "slug": t_doc["slug"]}),
+                                         "headline": t_doc["headline"]})
+            article = {**doc, "id": article_id, "audio": audio, "translations": translations}
             context = self._context(
                 request, doc.get("language", "en"), article=article, related=related, also_reported=also_reported,
                 updated=len(doc.get("history", [])) > 1 or doc["version_created"] > doc["first_created"],
@@ -618,8 +627,6 @@ class Views:
         section = request.query.get("section")
         tag = request.query.get("tag")
         language = request.query.get("lang")
-        if section and tag:
-            raise ApiError(400, "bad_request", "use either section or tag, not both")
         for name, value in (("section", section), ("tag", tag)):
             if value is not None and not SLUG_RE.match(value):
                 raise ApiError(400, "bad_request", f"{name} must be a slug (a-z, 0-9, -)")
@@ -631,9 +638,13 @@ class Views:
             raise ApiError(400, "bad_request", "limit must be an integer") from None
         if not 1 <= limit <= 100:
             raise ApiError(400, "bad_request", "limit must be between 1 and 100")
-        key = f"section:{section}" if section else f"tag:{tag}" if tag else "home"
+        # section and tag together: the tag's articles in that section.
+        key = f"tag:{tag}" if tag else f"section:{section}" if section else "home"
+        if request.query.get("cursor") == "":  # the HTML pages' empty ?before= means "first page"; not here
+            raise ApiError(400, "bad_request", "cursor is malformed")
         try:
-            _, shown, next_cursor, _ = await self.read.listing(key, cursor=request.query.get("cursor"), size=limit, language=language)
+            _, shown, next_cursor, _ = await self.read.listing(key, cursor=request.query.get("cursor"), size=limit,
+                                                               language=language, section=section if tag else None)
         except ValueError as exc:
             raise ApiError(400, "bad_request", str(exc)) from None
         body = {"items": [self._teaser_json(i) for i in shown], "next_cursor": next_cursor}

@@ -17,7 +17,7 @@ from typing import Any
 import nh3
 from pydantic import ValidationError
 
-from shared.events import Article, Image, Term, article_id_for
+from shared.events import Article, Image, Term, Translation, article_id_for
 from shared.ninjs import NinjsItem
 
 
@@ -224,6 +224,22 @@ def _lead_image(item: NinjsItem, headline: str) -> Image | None:
     return None
 
 
+def _translations(item: NinjsItem, language: str) -> list[Translation]:
+    """Associations named ``translation…`` (e.g. ``translation-ru``) with a ``uri`` and a
+    ``language``: the same story in another language; one per language, never itself."""
+    found: dict[str, Translation] = {}
+    own_uri = item.uri.strip()
+    for name, assoc in sorted(item.associations.items()):
+        if not name.lower().startswith("translation") or not assoc.uri or not assoc.language:
+            continue
+        lang = normalise_language(assoc.language)[0]
+        uri = assoc.uri.strip()
+        if lang == language or uri == own_uri or lang in found:
+            continue
+        found[lang] = Translation(language=lang, id=article_id_for(uri), uri=uri)
+    return list(found.values())
+
+
 def content_hash(article_fields: dict[str, Any]) -> str:
     canonical = json.dumps(article_fields, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -253,6 +269,7 @@ def normalise(item: NinjsItem, *, now: datetime, max_clock_skew_s: int = 86_400,
     words = len(re.findall(r"\w+", body_text))
     byline = plain_text(item.by or "") or (", ".join(plain_text(p.name) for p in item.people if (p.role or "author") in ("author", "writer")) or None)
     image = _lead_image(item, headline)
+    translations = _translations(item, language)
     fields: dict[str, Any] = dict(
         headline=headline,
         standfirst=standfirst,
@@ -265,6 +282,8 @@ def normalise(item: NinjsItem, *, now: datetime, max_clock_skew_s: int = 86_400,
         embargoed_until=item.embargoed_until,
         image=image.model_dump() if image else None,
     )
+    if translations:  # only then: hashes of articles without translations stay as they were
+        fields["translations"] = [t.model_dump() for t in translations]
     return Article(
         id=article_id_for(item.uri),
         uri=item.uri.strip(),
@@ -289,6 +308,7 @@ def normalise(item: NinjsItem, *, now: datetime, max_clock_skew_s: int = 86_400,
         lead_image=image,
         copyright_notice=plain_text(item.copyright_notice or "") or None,
         sources=[plain_text(s.name or s.uri or "") for s in item.info_sources if (s.name or s.uri)][:20],
+        translations=translations,
     )
 
 

@@ -288,3 +288,35 @@ async def test_services_starting_together_create_collections_without_tripping_ov
         assert set(COLLECTIONS) <= set(await db.list_collection_names())
     finally:
         await mongo.drop_database(db.name)
+
+
+async def test_translations_are_linked_with_hreflang_while_visible(pipeline, producer, run_id):
+    topic = pipeline.kafka.topic_upstream
+    en, ru = f"urn:test:{run_id}:tr-en", f"urn:test:{run_id}:tr-ru"
+    en_id, ru_id = article_id_for(en), article_id_for(ru)
+
+    def translation(uri: str, language: str) -> dict:
+        return {f"translation-{language}": {"type": "text", "uri": uri, "language": language}}
+
+    await publish(producer, topic, ninjs(en, headline="Steppe wind farm opens", language="en", associations=translation(ru, "ru")))
+    await publish(producer, topic, ninjs(ru, headline="В степи открылась ветровая электростанция", language="ru",
+                                         associations=translation(en, "en")))
+
+    async def linked():
+        status, html, _ = await pipeline.get(f"/articles/{en_id}")
+        return html if status == 200 and 'hreflang="ru"' in html else None
+    html = await eventually(linked, what="the hreflang link to the Russian translation")
+    base = pipeline.base_url
+    assert f'<link rel="alternate" hreflang="en" href="{base}/articles/{en_id}/steppe-wind-farm-opens">' in html
+    assert f'<link rel="alternate" hreflang="ru" href="{base}/articles/{ru_id}/' in html
+    assert 'lang="ru">русский</a>' in html
+    status, ru_html, _ = await pipeline.get(f"/articles/{ru_id}")
+    assert status == 200 and 'hreflang="en"' in ru_html
+
+    # A killed translation is no longer offered.
+    await publish(producer, topic, ninjs(ru, version=2, status="canceled"))
+
+    async def unlinked():
+        status, html, _ = await pipeline.get(f"/articles/{en_id}")
+        return status == 200 and 'hreflang="ru"' not in html
+    await eventually(unlinked, what="the killed translation to disappear")

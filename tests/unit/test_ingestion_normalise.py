@@ -207,3 +207,19 @@ def test_blns_strings_never_crash_ingestion():
             assert "<script" not in a.body_html.lower() and "onerror" not in a.body_html.lower()
             a.model_dump_json()  # serialisable
     assert accepted > 0 and rejected > 0
+
+
+def test_translations_come_from_translation_associations():
+    article = parse(item(associations={
+        "translation-ru": {"type": "text", "uri": "urn:test:1:ru", "language": "ru-KZ"},
+        "translation-kk": {"type": "text", "uri": "urn:test:1:kk", "language": "kk"},
+        "translation-kk2": {"type": "text", "uri": "urn:test:1:kk-bis", "language": "kk"},  # one per language
+        "translation-self": {"type": "text", "uri": "urn:test:1", "language": "de"},  # never itself
+        "translation-en": {"type": "text", "uri": "urn:test:1:en", "language": "en"},  # not its own language
+        "translation-nolang": {"type": "text", "uri": "urn:test:1:x"},
+        "featureimage": {"type": "picture", "uri": "urn:test:pic", "language": "ru"},
+    }))
+    assert [(t.language, t.uri, t.id) for t in article.translations] == [
+        ("kk", "urn:test:1:kk", article_id_for("urn:test:1:kk")), ("ru", "urn:test:1:ru", article_id_for("urn:test:1:ru"))]
+    assert parse(item()).translations == []
+    assert parse(item()).content_hash != article.content_hash
