@@ -400,3 +400,43 @@ async def test_xss_detectors_catch_a_live_payload(site: Site, new_context):
     assert found["window.__xss"] == "number", found
     assert any("attacker.invalid" in r["url"] for r in found["external"]), found
     assert any("onerror" in b for b in found["bad_dom"]), found
+
+
+# --- the newsletter, through the page's own form --------------------------------------------------
+
+async def test_newsletter_double_opt_in_in_the_browser(site: Site, pipeline, db, new_context, browser_artifacts):
+    """The real form, sent by Chromium without JavaScript (so the browser's own same-origin
+    headers pass the cross-site check), then the link from the real email, then the button."""
+    from shared.mongo import SUBSCRIBERS
+    from shared.tokens import subscriber_id_for
+    from tests.integration.helpers import eventually
+
+    email = f"browser-{site.docking.id[:6]}@example.org"
+    context = await new_context(java_script_enabled=False, **DESKTOP)
+    page = await context.new_page()
+    await goto(page, site.url(site.docking.path))
+    form = page.locator('form[action="/newsletter"]')
+    await form.get_by_role("textbox", name="Email address").fill(email)
+    await form.get_by_role("checkbox", name="Science").check()
+    async with page.expect_navigation() as navigation:
+        await form.get_by_role("button", name="Subscribe").click()
+    response = await navigation.value
+    assert response is not None and response.status == 202
+    await expect(page.locator("main")).to_contain_text("check your inbox")
+    await shot(page, browser_artifacts, "newsletter-thanks")
+
+    async def mail():
+        return pipeline.mail.to(email)
+    message = (await eventually(mail, what="the confirmation email"))[0]
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    link = re.search(r"http://\S+/newsletter/confirm\?\S+", text).group(0)
+    await goto(page, link)
+    await shot(page, browser_artifacts, "newsletter-confirm")
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="Confirm subscription").click()
+    await expect(page.locator("main")).to_contain_text("subscription is confirmed")
+
+    async def confirmed():
+        doc = await db[SUBSCRIBERS].find_one({"_id": subscriber_id_for(email)})
+        return doc and doc["status"] == "confirmed" and doc["sections"] == ["science"]
+    await eventually(confirmed, what="the subscriber to be confirmed with the chosen section")
