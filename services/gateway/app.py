@@ -54,6 +54,8 @@ async def observe(request: web.Request, handler):
         status = exc.status
         if request.path.startswith("/api/") and status >= 400:
             response = ApiError(status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason).response()
+            if "Allow" in exc.headers:  # 405: the methods that are allowed (RFC 9110)
+                response.headers["Allow"] = exc.headers["Allow"]
         elif status == 404:
             response = respond(request, request.app[VIEWS].error_page(request, 404))
         else:

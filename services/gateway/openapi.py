@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# Something besides white space, by Python's and by JSON Schema's definition (the gateway checks q with it).
+NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"
+
 TERM = {"type": "object", "required": ["slug", "name"], "properties": {"slug": {"type": "string"}, "name": {"type": "string"}}}
 DATETIME = {"type": "string", "format": "date-time"}
 ERROR = {
@@ -95,7 +98,10 @@ def document(base_url: str) -> dict[str, Any]:
         "servers": [{"url": base_url.rstrip("/")}],
         "paths": {
             "/api/v1/articles": {"get": {
+                "operationId": "listArticles",
                 "summary": "One article by its ninjs uri, or a page of the latest articles",
+                "description": "With `uri`, the other parameters are not used. `section` and `tag` together: "
+                               "the tag's articles in that section.",
                 "parameters": [
                     q("uri", {"type": "string", "minLength": 1, "maxLength": 2048}, "the article's ninjs uri; when given, the answer is one article"),
                     q("section", {"type": "string", "pattern": "^[a-z0-9-]{1,100}$"}, "section slug"),
@@ -105,24 +111,36 @@ def document(base_url: str) -> dict[str, Any]:
                     q("cursor", {"type": "string", "pattern": "^[0-9]{1,15}-[0-9a-f]{16}$"}, "next_cursor of the previous page"),
                 ],
                 "responses": {"200": {"description": "an article (with uri) or a listing page", "content": {"application/json": {
-                    "schema": {"oneOf": [{"$ref": "#/components/schemas/Article"}, {"$ref": "#/components/schemas/Listing"}]}}}},
+                    "schema": {"oneOf": [{"$ref": "#/components/schemas/Article"}, {"$ref": "#/components/schemas/Listing"}]}}},
+                    "links": {"FirstItem": {"operationId": "getArticle", "parameters": {"id": "$response.body#/items/0/id"}},
+                              "NextPage": {"operationId": "listArticles",
+                                           "parameters": {"cursor": "$response.body#/next_cursor"}}}},
                     **ERRORS, "410": _json("Error", "the article was withdrawn")},
             }},
             "/api/v1/articles/{id}": {"get": {
+                "operationId": "getArticle",
                 "summary": "One article by id",
-                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": _json("Article", "the article with its related articles"), **ERRORS,
-                              "410": _json("Error", "the article was withdrawn")},
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
+                                "description": "16 hexadecimal digits; anything else is not found"}],
+                "responses": {"200": {**_json("Article", "the article with its related articles"), "links": {
+                                  "FirstRelated": {"operationId": "getArticle",
+                                                   "parameters": {"id": "$response.body#/related/0/id"}}}},
+                              **ERRORS, "410": _json("Error", "the article was withdrawn")},
             }},
             "/api/v1/search": {"get": {
+                "operationId": "search",
                 "summary": "Full-text search across kk, ru and en",
-                "parameters": [q("q", {"type": "string", "minLength": 1, "maxLength": 200}, "the query", True),
+                "parameters": [q("q", {"type": "string", "minLength": 1, "maxLength": 200, "pattern": NOT_BLANK},
+                                 "the query (not only white space)", True),
                                q("lang", {"type": "string", "enum": ["kk", "ru", "en"]}, "restrict to one language"),
                                q("page", {"type": "integer", "minimum": 1, "maximum": 50, "default": 1}, "result page")],
-                "responses": {"200": _json("Search", "ranked results"), "400": _json("Error", "bad request"),
+                "responses": {"200": {**_json("Search", "ranked results"), "links": {"FirstHit": {
+                                  "operationId": "getArticle", "parameters": {"id": "$response.body#/items/0/id"}}}},
+                              "400": _json("Error", "bad request"),
                               "503": _json("Error", "search is unavailable")},
             }},
             "/api/v1/sections": {"get": {
+                "operationId": "listSections",
                 "summary": "The sections that have articles",
                 "responses": {"200": _json("Sections", "sections, by name")},
             }},

@@ -22,7 +22,7 @@ from aiohttp import web
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.gateway.cache import MISSING, Cache, Page
-from services.gateway.openapi import document as openapi_document
+from services.gateway.openapi import NOT_BLANK, document as openapi_document
 from services.gateway.highlight import highlight
 from services.gateway.i18n import date_time, labels, language_name, long_date, ui_language
 from services.gateway.settings import GatewaySettings
@@ -36,6 +36,7 @@ log = structlog.get_logger("gateway")
 ID_RE = re.compile(r"^[0-9a-f]{16}$")
 SLUG_RE = re.compile(r"^[a-z0-9-]{1,100}$")
 CURSOR_RE = re.compile(r"^(\d{1,15})-([0-9a-f]{16})$")
+NOT_BLANK_RE = re.compile(NOT_BLANK)  # the OpenAPI document's pattern for q
 
 CACHE_CONTROL = "public, max-age=30, stale-while-revalidate=60, stale-if-error=86400"
 
@@ -572,9 +573,10 @@ class Views:
 
     async def api_search(self, request: web.Request) -> web.StreamResponse:
         check_params(request, {"q", "lang", "page"})
-        query = request.query.get("q", "").strip()
-        if not 1 <= len(query) <= 200:
-            raise ApiError(400, "bad_request", "q must be 1..200 characters")
+        raw_query = request.query.get("q", "")
+        query = raw_query.strip()
+        if not 1 <= len(raw_query) <= 200 or not NOT_BLANK_RE.search(raw_query):  # as the OpenAPI document says
+            raise ApiError(400, "bad_request", "q must be 1..200 characters, not only spaces")
         language = request.query.get("lang")
         if language is not None and language not in ("kk", "ru", "en"):
             raise ApiError(400, "bad_request", "lang must be kk, ru or en")
