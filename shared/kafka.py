@@ -129,13 +129,17 @@ def header_list(headers: dict[str, str | bytes]) -> list[tuple[str, bytes]]:
     return [(k, v if isinstance(v, bytes) else str(v).encode("utf-8")) for k, v in headers.items()]
 
 
+_Send = tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]  # topic, value, key, headers
+
+
 class Publisher:
     """Queues sends on an idempotent producer; ``drain()`` awaits all acknowledgements."""
 
     def __init__(self, producer: AIOKafkaProducer, *, service: str) -> None:
         self._producer = producer
         self._service = service
-        self._pending: list[asyncio.Future] = []
+        self._pending: list[tuple[asyncio.Future, _Send]] = []
+        self._unsent: list[_Send] = []  # sends whose delivery failed: sent again by drain()
 
     async def publish(
         self,
@@ -144,13 +148,9 @@ class Publisher:
         value: bytes,
         headers: dict[str, str | bytes] | None = None,
     ) -> None:
-        fut = await self._producer.send(
-            topic,
-            value=value,
-            key=key.encode("utf-8") if isinstance(key, str) else key,
-            headers=header_list(headers or {}),
-        )
-        self._pending.append(fut)
+        send = (topic, value, key.encode("utf-8") if isinstance(key, str) else key, header_list(headers or {}))
+        fut = await self._producer.send(topic, value=send[1], key=send[2], headers=send[3])
+        self._pending.append((fut, send))
         metrics.MESSAGES_PRODUCED.labels(self._service, topic).inc()
 
     async def publish_event(self, topic: str, key: str, event: Envelope) -> None:
@@ -160,9 +160,23 @@ class Publisher:
         })
 
     async def drain(self) -> None:
+        """Await every queued send. One whose delivery failed is kept and sent again by the next
+        ``drain()`` while the error propagates, so a retried drain (and the commit after it)
+        never passes over an event that was not acknowledged."""
+        while self._unsent:
+            topic, value, key, headers = send = self._unsent[0]
+            fut = await self._producer.send(topic, value=value, key=key, headers=headers)
+            self._unsent.pop(0)
+            self._pending.append((fut, send))
         pending, self._pending = self._pending, []
-        if pending:
-            await asyncio.gather(*pending)
+        if not pending:
+            return
+        await asyncio.wait([fut for fut, _ in pending])
+        failed = [(fut, send) for fut, send in pending if fut.cancelled() or fut.exception() is not None]
+        if failed:
+            self._unsent.extend(send for _, send in failed)
+            fut = failed[0][0]
+            raise fut.exception() if not fut.cancelled() else KafkaError("send cancelled")  # type: ignore[misc]
 
 
 E = TypeVar("E", bound=Envelope)
