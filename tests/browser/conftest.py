@@ -25,7 +25,7 @@ CHROMIUM = os.environ.get("KAZPOST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage",
+    "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required",
 ]
 NAV_TIMEOUT_MS = 20_000
 

@@ -440,3 +440,40 @@ async def test_newsletter_double_opt_in_in_the_browser(site: Site, pipeline, db,
         doc = await db[SUBSCRIBERS].find_one({"_id": subscriber_id_for(email)})
         return doc and doc["status"] == "confirmed" and doc["sections"] == ["science"]
     await eventually(confirmed, what="the subscriber to be confirmed with the chosen section")
+
+
+# --- listen to this article ------------------------------------------------------------------------
+
+async def test_listen_player_plays_and_seeks(site: Site, pipeline, new_context, browser_artifacts):
+    """The narration made by the real narration service plays in Chromium, and seeking works
+    (the browser fetches the audio with Range requests)."""
+    from tests.integration.helpers import eventually
+
+    async def narrated():
+        status, html, _ = await pipeline.get(site.kazakh.path)
+        return status == 200 and "<audio" in html
+    await eventually(narrated, timeout=90, what="the narration of the Kazakh article")
+    context = await new_context(**DESKTOP)
+    page = await context.new_page()
+    await goto(page, site.url(site.kazakh.path))
+    player = page.locator("section.listen")
+    await expect(player.get_by_role("heading", name="Мақаланы тыңдау")).to_be_visible()
+    await expect(player.locator("time")).to_have_attribute("datetime", re.compile(r"^PT\d+M\d+S$"))
+    state = await page.evaluate("""async () => {
+      const audio = document.querySelector("section.listen audio");
+      await audio.play();
+      await new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error("no progress")), 15000);
+        const tick = () => audio.currentTime > 0.3 ? (clearTimeout(t), resolve()) : setTimeout(tick, 50);
+        tick();
+      });
+      const duration = audio.duration;
+      audio.currentTime = duration / 2;
+      await new Promise(resolve => audio.addEventListener("seeked", resolve, {once: true}));
+      const seekedTo = audio.currentTime;
+      audio.pause();
+      return {duration, seekedTo, paused: audio.paused, error: audio.error && audio.error.code};
+    }""")
+    assert state["error"] is None and state["paused"]
+    assert state["duration"] > 2 and abs(state["seekedTo"] - state["duration"] / 2) < 1.5
+    await shot(page, browser_artifacts, "listen-player")

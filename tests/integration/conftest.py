@@ -26,6 +26,8 @@ from services.ingestion.app import create_worker as create_ingestion
 from services.ingestion.settings import IngestionSettings
 from services.linking.app import create_worker as create_linking
 from services.linking.settings import LinkingSettings
+from services.narration.app import create_worker as create_narration
+from services.narration.settings import NarrationSettings
 from services.newsletter.app import create_worker as create_newsletter
 from services.newsletter.settings import NewsletterSettings
 from services.storage.app import create_worker as create_storage
@@ -159,6 +161,7 @@ async def pipeline(kafka_settings, mongo_settings, topics, mongo, run_id, smtp) 
         "storage": create_storage(StorageSettings(kafka=kafka_settings, mongo=mongo_settings, retry=FAST_RETRY, group_id=f"{group}-storage", ops_port=None)),
         "linking": create_linking(LinkingSettings(kafka=kafka_settings, mongo=mongo_settings, retry=FAST_RETRY, group_id=f"{group}-linking", ops_port=linking_port)),
         "newsletter": create_newsletter(newsletter_settings),
+        "narration": create_narration(NarrationSettings(kafka=kafka_settings, mongo=mongo_settings, retry=FAST_RETRY, group_id=f"{group}-narration", ops_port=None)),
     }
     tasks = {name: asyncio.create_task(w.serve(install_signals=False), name=name) for name, w in workers.items()}
     gateway_settings = GatewaySettings(

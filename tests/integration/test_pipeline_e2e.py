@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
+import re
 import subprocess
 
 import pytest
@@ -320,3 +321,22 @@ async def test_translations_are_linked_with_hreflang_while_visible(pipeline, pro
         status, html, _ = await pipeline.get(f"/articles/{en_id}")
         return status == 200 and 'hreflang="ru"' not in html
     await eventually(unlinked, what="the killed translation to disappear")
+
+
+async def test_article_gets_a_player_with_real_narration(pipeline, producer, run_id):
+    uri = f"urn:test:{run_id}:narrated"
+    article_id = article_id_for(uri)
+    body = "<p>The Caspian shore road reopened on Monday after repairs.</p><p>Drivers can use all four lanes again.</p>"
+    await publish(producer, pipeline.kafka.topic_upstream, ninjs(uri, headline="Caspian shore road reopens", body=body))
+
+    async def player():
+        status, html, _ = await pipeline.get(f"/articles/{article_id}")
+        return html if status == 200 and "<audio" in html else None
+    html = await eventually(player, timeout=60, what="the narration player")
+    url = re.search(r'<source src="(/audio/[0-9a-f]+/1\.opus)" type="audio/ogg; codecs=opus">', html).group(1)
+    async with pipeline.http.get(pipeline.base_url + url, headers={"Range": "bytes=0-3"}) as r:
+        assert r.status == 206 and await r.read() == b"OggS"  # an Ogg stream starts with its capture pattern
+        total = int(r.headers["Content-Range"].rsplit("/", 1)[1])
+    async with pipeline.http.get(pipeline.base_url + url) as r:
+        data = await r.read()
+        assert r.status == 200 and len(data) == total > 1000
