@@ -131,7 +131,7 @@ def audio_of(article: dict[str, Any], meta: dict[str, Any] | None) -> dict[str, 
     """What the page shows of the article's audio: only audio of the version on the page."""
     if meta is None or meta.get("version") != article.get("version") or not meta.get("size"):
         return None
-    seconds = int(round(float(meta.get("duration_s") or 0)))
+    seconds = int(float(meta.get("duration_s") or 0))  # whole seconds shown, as players do
     return {
         "doc": meta,
         "version": meta["version"],
