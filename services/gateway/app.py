@@ -45,6 +45,9 @@ async def observe(request: web.Request, handler):
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     status = 500
     try:
+        if len(request.raw_path) > 200 and request.path.startswith("/static/"):
+            # Longer than any of our files' names; the file system would refuse it (OSError: a 500).
+            raise web.HTTPNotFound()
         response = await handler(request)
         status = response.status
     except ApiError as exc:

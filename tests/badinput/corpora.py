@@ -77,9 +77,13 @@ def nosql(root: pathlib.Path = ROOT) -> list[tuple[str, str]]:
     return out + [(f"nosql:extra:{n}", s) for n, s in enumerate(EXTRA_NOSQL)]
 
 
+# Lengths the corpora lack: longer than a file name may be (255 bytes), in one and two bytes a character.
+LONG = [("long:ascii", "a" * 1000), ("long:cyrillic", "Я" * 300)]
+
+
 def strings(n_per_corpus: int | None = None, root: pathlib.Path = ROOT) -> list[tuple[str, str]]:
-    """BLNS + XSS (sampled to ``n_per_corpus`` each) + every NoSQL line."""
-    return sample(blns(root), n_per_corpus) + sample(xss(root), n_per_corpus) + nosql(root)
+    """BLNS + XSS (sampled to ``n_per_corpus`` each) + every NoSQL line + the long strings."""
+    return sample(blns(root), n_per_corpus) + sample(xss(root), n_per_corpus) + nosql(root) + LONG
 
 
 # --- whole message bodies ---------------------------------------------------------------------
