@@ -35,13 +35,13 @@ class Infra:
     def from_env(cls) -> "Infra":
         """The stack the environment points at (what ``stack.sh env`` / ``make test`` export)."""
         env = os.environ
-        return cls(
-            state=pathlib.Path(env.get("KAZPOST_STATE", REPO / ".run" / "dev")),
-            kafka_port=int(env.get("KAZPOST_KAFKA_PORT", "9092")),
-            controller_port=int(env.get("KAZPOST_KAFKA_CONTROLLER_PORT", "9093")),
-            pg_port=int(env.get("KAZPOST_PG_PORT", "5433")),
-            mongo_port=int(env.get("KAZPOST_MONGO_PORT", "27017")),
-        )
+        names = ("KAZPOST_STATE", "KAZPOST_KAFKA_PORT", "KAZPOST_KAFKA_CONTROLLER_PORT", "KAZPOST_PG_PORT", "KAZPOST_MONGO_PORT")
+        missing = [n for n in names if not env.get(n)]
+        if missing:  # never fall back to the defaults: the suite restarts what it is pointed at
+            raise SystemExit(f"set {', '.join(missing)} (e.g. eval \"$(deploy/local/stack.sh env)\"), or run `make chaos`")
+        return cls(state=pathlib.Path(env["KAZPOST_STATE"]), kafka_port=int(env["KAZPOST_KAFKA_PORT"]),
+                   controller_port=int(env["KAZPOST_KAFKA_CONTROLLER_PORT"]), pg_port=int(env["KAZPOST_PG_PORT"]),
+                   mongo_port=int(env["KAZPOST_MONGO_PORT"]))
 
     @classmethod
     def fresh(cls, state: pathlib.Path) -> "Infra":

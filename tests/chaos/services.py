@@ -83,13 +83,13 @@ class Services:
         return {f"{n}-{r}": p.poll() is None for (n, r), p in self.procs.items()}
 
     def stop_all(self, timeout: float = 30) -> dict[str, int | None]:
-        """SIGTERM every process, wait; returns the exit codes (None: had to be killed)."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+        """SIGTERM every running process, wait; returns their exit codes (None: had to be killed)."""
+        running = {key: proc for key, proc in self.procs.items() if proc.poll() is None}
+        for proc in running.values():
+            proc.send_signal(signal.SIGTERM)
         codes: dict[str, int | None] = {}
         deadline = time.monotonic() + timeout
-        for (name, r), proc in self.procs.items():
+        for (name, r), proc in running.items():
             try:
                 codes[f"{name}-{r}"] = proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
