@@ -6,6 +6,8 @@
 #   docker build --target storage   -t kazpost-storage   .
 #   docker build --target linking   -t kazpost-linking   .
 #   docker build --target gateway   -t kazpost-gateway   .
+#   docker build --target narration -t kazpost-narration .   # with espeak-ng and opus-tools
+#   docker build --target newsletter -t kazpost-newsletter .
 #   docker build --target cli       -t kazpost-cli       .   # `kazpost init`, `kazpost publish`
 #
 # Every final image holds the same virtualenv (dependencies pinned in pyproject.toml plus the
@@ -43,7 +45,7 @@ COPY services ./services
 RUN pip install --no-deps . \
  && site="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
  && cp -r services/gateway/templates services/gateway/static "$site/services/gateway/" \
- && python -c "import services.gateway.app, services.ingestion.app, services.storage.app, services.linking.app, shared.cli"
+ && python -c "import services.gateway.app, services.ingestion.app, services.storage.app, services.linking.app, services.narration.app, services.newsletter.app, shared.cli"
 
 # ---------------------------------------------------------------------------------------------
 # runtime: common base of every final image
@@ -133,3 +135,38 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('KAZPOST_GATEWAY_PORT', '8080'), timeout=4)"]
 
 CMD ["python", "-m", "services.gateway"]
+
+# ---------------------------------------------------------------------------------------------
+# narration: "Listen to this article" audio (espeak-ng speech, Opus) for stored articles
+# ---------------------------------------------------------------------------------------------
+FROM runtime AS narration
+
+USER root
+RUN apt-get update \
+ && apt-get install --yes --no-install-recommends espeak-ng opus-tools \
+ && rm -rf /var/lib/apt/lists/* \
+ && espeak-ng --version && opusenc --version
+USER kazpost:kazpost
+
+ENV KAZPOST_NARRATION_OPS_HOST=0.0.0.0 \
+    KAZPOST_NARRATION_OPS_PORT=8094
+EXPOSE 8094
+
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('KAZPOST_NARRATION_OPS_PORT', '8094'), timeout=4)"]
+
+CMD ["python", "-m", "services.narration"]
+
+# ---------------------------------------------------------------------------------------------
+# newsletter: subscribers (double opt-in), confirmation mails and the daily digest over SMTP
+# ---------------------------------------------------------------------------------------------
+FROM runtime AS newsletter
+
+ENV KAZPOST_NEWSLETTER_OPS_HOST=0.0.0.0 \
+    KAZPOST_NEWSLETTER_OPS_PORT=8095
+EXPOSE 8095
+
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('KAZPOST_NEWSLETTER_OPS_PORT', '8095'), timeout=4)"]
+
+CMD ["python", "-m", "services.newsletter"]

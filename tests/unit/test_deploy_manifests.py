@@ -5,7 +5,11 @@
 - every KazPost service in compose has a Deployment built from the same image target, with the
   same ``KAZPOST_*`` variable names and ports, and probes on the port its settings listen on;
 - every ``KAZPOST_*`` name used in either place is a real setting (typos fail);
-- compose: services wait for ``init``, no ``version:`` key, no literal passwords.
+- compose: services wait for ``init``, no ``version:`` key, no literal passwords; it validates
+  against the Compose Specification's JSON Schema (vendored, tests/unit/data/);
+- security: every KazPost container authenticates to Kafka (SASL/SCRAM-SHA-512) and MongoDB as
+  its own user, in compose and in Kubernetes alike; the Kafka users and ACLs (setup.sh) and the
+  MongoDB roles (setup.js) grant each principal just its topics, group and collections.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ SERVICES = {
     "storage": ("KAZPOST_STORAGE_OPS_PORT", True),
     "linking": ("KAZPOST_LINKING_OPS_PORT", True),
     "gateway": ("KAZPOST_GATEWAY_PORT", False),
+    "narration": ("KAZPOST_NARRATION_OPS_PORT", True),
+    "newsletter": ("KAZPOST_NEWSLETTER_OPS_PORT", True),
 }
 # Set in Kubernetes only, on purpose (compose rebuilds the linking index at start-up).
 K8S_ONLY = {"linking": {"KAZPOST_LINKING_SNAPSHOT_PATH"}}
@@ -154,11 +160,13 @@ def test_deployment_matches_compose(service: str) -> None:
     assert image_name(spec["image"]) == image_name(c["image"]) == f"kazpost-{service}"
 
     # Same variable names; same ports.
-    compose_env = {k: str(v) for k, v in spec["environment"].items()}
+    compose_env = {k: None if v is None else str(v) for k, v in spec["environment"].items()}
     env = k8s_env(deployment)
     assert set(env) - K8S_ONLY.get(service, set()) == set(compose_env)
     for name in compose_env:
-        if name.endswith("_PORT") or name.endswith("_HOST") or name.endswith("_LINKING_URL"):
+        literal = compose_env[name] is not None and "${" not in compose_env[name]  # not the operator's
+        if literal and (name.endswith("_PORT") or name.endswith("_HOST") or name.endswith("_LINKING_URL")
+                        or name.endswith("_USERNAME")):
             assert env[name] == compose_env[name], name
 
     # Probes on the port the service listens on.
@@ -188,8 +196,8 @@ def test_deployment_hardening(service: str) -> None:
         assert re.fullmatch(r"\d+m|\d+(\.\d+)?", str(c["resources"][kind]["cpu"])), kind
         assert re.fullmatch(r"\d+(Ki|Mi|Gi)", str(c["resources"][kind]["memory"])), kind
     refs = {next(iter(source.values()))["name"] for source in c["envFrom"]}
-    assert refs == {"kazpost-config", "kazpost-secrets"}
-    for name in (n for n, v in k8s_env(deployment).items() if n.endswith("_HOST")):
+    assert refs == {"kazpost-config", f"kazpost-{service}-secrets"}  # its own passwords only
+    for name in (n for n, v in k8s_env(deployment).items() if re.fullmatch(r"KAZPOST_[A-Z]+_(OPS_)?HOST", n)):
         assert k8s_env(deployment)[name] == "0.0.0.0", name
 
 
@@ -283,9 +291,13 @@ def test_compose_has_no_literal_passwords() -> None:
     reference = re.compile(r"^\$\{[^}]+\}$")
     for name, spec in compose()["services"].items():
         for key, value in (spec.get("environment") or {}).items():
+            if value is None:  # no value: passed through from the environment
+                continue
             value = str(value)
-            if "PASSWORD" in key.upper():
+            if "PASSWORD" in key.upper() or key.upper().endswith("_SECRET"):
                 assert reference.match(value), f"{name}: {key}"
+            for quoted in re.findall(r'password="([^"]*)"', value):
+                assert reference.match(quoted), f"{name}: {key}"
             # Credentials inside a URL (scheme://user:password@host) must be references too.
             for userinfo in re.findall(r"://([^/]*)@", value):
                 rest = re.sub(r"\$\{[^}]*\}", "", userinfo)
