@@ -302,3 +302,94 @@ def test_compose_has_no_literal_passwords() -> None:
             for userinfo in re.findall(r"://([^/]*)@", value):
                 rest = re.sub(r"\$\{[^}]*\}", "", userinfo)
                 assert rest.partition(":")[2] == "", f"{name}: {key}"
+
+
+# ---------------------------------------------------------------------------------------------
+# security: every container its own principal; the grants match what each service does
+# ---------------------------------------------------------------------------------------------
+
+SETUP_SH = ROOT / "deploy" / "compose" / "kafka" / "setup.sh"
+SETUP_JS = ROOT / "deploy" / "compose" / "mongo" / "setup.js"
+# The services' own settings say what they consume (and as which group) and what they produce.
+K = KafkaSettings()
+KAFKA_GRANTS = {
+    "ingestion": ("kazpost-ingestion", {K.topic_upstream}, {K.topic_ingested, K.topic_upstream_dlq}),
+    "storage": ("kazpost-storage", {K.topic_ingested}, {K.topic_stored, K.topic_ingested_dlq}),
+    "linking": ("kazpost-linking", {K.topic_stored}, {K.topic_linked, K.topic_stored_dlq}),
+    "narration": ("kazpost-narration", {K.topic_stored}, {K.topic_narrated, K.topic_stored_dlq}),
+    "newsletter": ("kazpost-newsletter", {K.topic_newsletter}, {K.topic_newsletter_dlq}),
+    "gateway": (None, {K.topic_stored, K.topic_linked, K.topic_narrated}, {K.topic_newsletter}),
+}
+MONGO_USERS = {"storage", "linking", "narration", "newsletter", "gateway"}  # ingestion has no database
+
+
+def kafka_setup() -> tuple[set[str], dict[str, tuple[str | None, set[str], set[str]]]]:
+    """(users, principal -> (group, topics read, topics written)) as setup.sh grants them."""
+    text = SETUP_SH.read_text()
+    variables = dict(re.findall(r"\b([A-Z_]+)=([a-z][a-z.]+)\b", text))
+    expand = lambda words: {variables[w.strip('"$')] for w in words.split()}  # noqa: E731
+    users = set(re.findall(r"^user ([a-z-]+) ", text, re.M))
+    grants: dict[str, tuple[str | None, set[str], set[str]]] = {}
+    for principal, group, topics in re.findall(r"^consumes ([a-z-]+) (\S+) ([^#\n]+)", text, re.M):
+        grants[principal] = (None if group == "-" else group, expand(topics), set())
+    for principal, topics in re.findall(r'^produces ([a-z-]+) ([^#\n]+)', text, re.M):
+        group, read, _ = grants.get(principal, (None, set(), set()))
+        grants[principal] = (group, read, expand(topics))
+    return users, grants
+
+
+def test_every_container_authenticates_as_its_own_principal() -> None:
+    services = compose()["services"]
+    shared = services["ingestion"]["environment"]
+    assert shared["KAZPOST_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert shared["KAZPOST_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert "@" not in shared["KAZPOST_MONGO_URL"]  # credentials are settings of their own
+    deployments = by_kind("Deployment")
+    (job,) = by_kind("Job").values()
+    for name in [*SERVICES, "init"]:
+        env = services[name]["environment"]
+        user = "operator" if name == "init" else name
+        assert env["KAZPOST_KAFKA_SASL_USERNAME"] == user, name
+        k8s = k8s_env(job if name == "init" else deployments[name])
+        assert k8s["KAZPOST_KAFKA_SASL_USERNAME"] == user and "KAZPOST_KAFKA_SASL_PASSWORD" in k8s, name
+        if name in MONGO_USERS or name == "init":
+            assert env["KAZPOST_MONGO_USERNAME"] == user and k8s["KAZPOST_MONGO_USERNAME"] == user, name
+        else:
+            assert "KAZPOST_MONGO_USERNAME" not in env and "KAZPOST_MONGO_USERNAME" not in k8s, name
+
+
+def test_kafka_acls_grant_each_service_just_its_topics() -> None:
+    users, grants = kafka_setup()
+    assert {*KAFKA_GRANTS, "operator"} <= users
+    for service, expected in KAFKA_GRANTS.items():
+        assert grants[service] == expected, service
+    # A consumer group in the ACLs is the one the service really uses.
+    for service, (group, _, _) in KAFKA_GRANTS.items():
+        if group is not None:
+            settings = next(m for m in service_settings() if m.model_config["env_prefix"] == f"KAZPOST_{service.upper()}_")
+            assert settings().group_id == group, service
+
+
+def test_upstream_sources_may_only_write_the_upstream_topic() -> None:
+    text = SETUP_SH.read_text()
+    source_lines = [line.strip() for line in text.splitlines() if "source-" in line and line.strip().startswith("produces")]
+    assert source_lines and all(line.endswith('"$UPSTREAM"') for line in source_lines)
+    assert not re.search(r"consumes\s+\S*source", text)
+    assert "allow.everyone.if.no.acl.found=false" in (SETUP_SH.parent / "server.properties").read_text()
+    assert compose()["services"]["demo"]["environment"]["KAZPOST_KAFKA_SASL_USERNAME"] == "source-demo"
+
+
+def test_mongo_roles_one_writer_per_collection_and_a_read_only_gateway() -> None:
+    text = SETUP_JS.read_text()
+    roles = {name: dict(re.findall(r'on\("([a-z_]+)", (READ|WRITE)\)', body))
+             for name, body in re.findall(r"^  ([a-z]+): \[(.*)\],$", text, re.M)}
+    assert set(roles) == MONGO_USERS
+    writers: dict[str, list[str]] = {}
+    for service, grants in roles.items():
+        for collection, access in grants.items():
+            if access == "WRITE":
+                writers.setdefault(collection, []).append(service)
+    assert all(len(w) == 1 for w in writers.values()), writers
+    assert set(roles["gateway"].values()) == {"READ"}
+    from shared.mongo import COLLECTIONS
+    assert set(writers) <= set(COLLECTIONS)
