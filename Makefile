@@ -49,3 +49,8 @@ bench: venv
 
 clean: stop
 	rm -rf .run
+
+# The fault suite (deploy/local/chaos.sh): its own stack; ARGS go to `python -m tests.chaos`.
+.PHONY: chaos
+chaos: venv
+	@PYTHON=$(abspath $(VPY)) bash deploy/local/chaos.sh $(ARGS)

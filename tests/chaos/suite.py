@@ -21,8 +21,9 @@ then quiescence, and the score:
 - ``re-emitted``: ``articles.ingested`` / ``articles.stored`` events beyond one per (id,
   version). At-least-once on the topics is by design (a re-delivery re-publishes); the effect
   is exactly-once. Informational, not a failure.
-- ``recover_s``: from the heal (process restarted, broker or database back and answering,
-  or, for a rebalance, the kill) until the pipeline moves again everywhere: for each stage
+- ``fault_s``: from the fault until the heal: the process restarted; the broker's or the
+  database's port accepting connections again; for a rebalance, the kill itself;
+- ``recover_s``: from the heal until the pipeline moves again everywhere: for each stage
   (stored, linked) and each partition with events after the heal, the first of them (Kafka
   record timestamps); the largest of these waits.
 - ``drain_s``: from the last acknowledgement until the last acked message is stored and
@@ -82,19 +83,45 @@ def kill_service(name: str, *, down: float = 2.0) -> FaultAction:
     return fault
 
 
+async def port_open(port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def restart_watching(run: "Run", port: int, restart: Awaitable[None]) -> None:
+    """Run the restart; the heal is when ``port`` accepts connections again after it closed
+    (clients reconnect from then on), or when the restart returns if the closing went unseen."""
+    run.mark_fault()
+    task = asyncio.ensure_future(restart)
+    was_down = False
+    while not task.done():
+        up = await port_open(port)
+        if not up:
+            was_down = True
+        elif was_down and run.healed_at is None:
+            run.mark_healed()
+        await asyncio.sleep(0.1)
+    await task
+    if run.healed_at is None:
+        run.mark_healed()
+
+
 def restart_kafka(*, kill: bool = False, down: float = 0) -> FaultAction:
     async def fault(run: "Run") -> None:
-        run.mark_fault()
-        await run.infra.restart_kafka(kill=kill, down=down)
-        run.mark_healed()
+        await restart_watching(run, run.infra.kafka_port, run.infra.restart_kafka(kill=kill, down=down))
     return fault
 
 
 def restart_db(*, kill: bool = False, down: float = 3.0, ferretdb_only: bool = False) -> FaultAction:
     async def fault(run: "Run") -> None:
-        run.mark_fault()
-        await run.infra.restart_db(kill=kill, down=down, ferretdb_only=ferretdb_only)
-        run.mark_healed()
+        await restart_watching(run, run.infra.mongo_port,
+                               run.infra.restart_db(kill=kill, down=down, ferretdb_only=ferretdb_only))
     return fault
 
 
