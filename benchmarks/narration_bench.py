@@ -215,14 +215,25 @@ async def burst(case: Case, n: int, words: int, languages: list[str], timeout: f
     result: dict = {"case": case.name, "narration_running": case.narration, "articles": n}
     try:
         now = datetime.now(UTC)
+        k = case.kafka
+        everyone = [("ingestion", k.topic_upstream), ("storage", k.topic_ingested), ("linking", k.topic_stored),
+                    *([("narration", k.topic_stored)] if case.narration else [])]
+        # A first article through every service, so every consumer has joined its group before the clock starts.
+        warm = ninjs(f"urn:nbench:{case.prefix}warm-up", languages[0], 10, 0, now)
+        await producer.send_and_wait(k.topic_upstream, json.dumps(warm).encode(), key=warm["uri"].encode())
+        deadline = time.monotonic() + 120
+        while not all((await progress(admin, ends, case.groups[s], t, k.partitions))[1:] == (1, True) for s, t in everyone):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"case {case.name}: the warm-up article did not get through in 120 s")
+            await asyncio.sleep(0.1)
         items = [ninjs(f"urn:nbench:{case.prefix}{i}", languages[i % len(languages)], words, i, now - timedelta(minutes=i))
                  for i in range(n)]
+        n += 1  # counts below include the warm-up article
         t0 = time.monotonic()
         futures = [await producer.send(case.kafka.topic_upstream, json.dumps(i).encode(), key=i["uri"].encode())
                    for i in items]
         await asyncio.gather(*futures)
         result["published_s"] = round(time.monotonic() - t0, 2)
-        k = case.kafka
         stages = {"stored": [("storage", k.topic_ingested)], "linked": [("linking", k.topic_stored)]}
         pending = dict(stages)
         if case.narration:
@@ -232,8 +243,7 @@ async def burst(case: Case, n: int, words: int, languages: list[str], timeout: f
             if time.monotonic() - t0 > timeout:
                 raise SystemExit(f"case {case.name}: {sorted(pending)} not done after {timeout}s")
             state = {}
-            for service, topic in [("ingestion", k.topic_upstream), ("storage", k.topic_ingested),
-                                   ("linking", k.topic_stored), *([("narration", k.topic_stored)] if case.narration else [])]:
+            for service, topic in everyone:
                 state[service] = await progress(admin, ends, case.groups[service], topic, k.partitions)
             for stage, needs in list(pending.items()):
                 if all(state[s][1] >= n and state[s][2] for s in ["ingestion", *(svc for svc, _ in needs)]):
@@ -247,9 +257,9 @@ async def burst(case: Case, n: int, words: int, languages: list[str], timeout: f
         result["stored_and_linked_s"] = max(result["stored_s"], result["linked_s"])
         client = make_client(case.mongo, app_name="bench")
         db = database(client, case.mongo)
-        result["articles_stored"] = await db["articles"].count_documents({})
+        result["articles_stored"] = await db["articles"].count_documents({}) - 1  # without the warm-up article
         if case.narration:
-            result["audio_documents"] = await db["audio"].count_documents({})
+            result["audio_documents"] = await db["audio"].count_documents({}) - 1
         await client.close()
     finally:
         await producer.stop()

@@ -4,12 +4,13 @@ the gateway and the CLI (readers).
 - ``audio``: one metadata document per article, ``_id`` = article id::
 
       {_id, version, language, content_type, duration_s, size, chunk_size, chunks, sha256,
-       etag, created_at, words, embargoed_until, replaces}
+       etag, created_at, words, embargoed_until, replaces, text_sha256}
 
   ``version`` is the article version the audio was made from; ``etag`` is a quoted string for
   HTTP; ``embargoed_until`` copies the article's embargo (None when there is none) so a reader
   can tell without another lookup; ``replaces`` names the chunks of the version it replaced
-  (``{"version", "chunks"}`` or None), kept until they are deleted.
+  (``{"version", "chunks"}`` or None), kept until they are deleted; ``text_sha256`` identifies
+  what was spoken (text, voice, speech settings), so an unchanged text is not spoken again.
 - ``audio_chunks``: the bytes, ``_id`` = ``chunk_id(article_id, version, n)``
   (``"<article id>:<version>:<n, 5 digits>"``), ``data`` = BSON Binary of ``chunk_size`` bytes
   (the last chunk shorter).

@@ -4,7 +4,8 @@ Differences from the other consumers, because one message can take seconds of CP
 - the partitions of a fetched batch are handled in parallel (each in order), with at most
   ``concurrency`` narrations running, and batches are small (``batch_size``);
 - while a batch runs, the consumer polls with its partitions paused, so the group does not
-  drop it for exceeding ``max.poll.interval.ms``;
+  drop it for exceeding ``max.poll.interval.ms``; SIGTERM interrupts the batch (the unfinished
+  messages are not committed and are narrated again after the restart);
 - without espeak-ng/opusenc (or a configured voice) the service does not join the consumer
   group: ``/readyz`` answers 503 with the reason and the tools are checked again every
   ``TOOLS_RECHECK_S`` seconds, instead of dead-lettering every article.
@@ -100,11 +101,24 @@ class NarrationRunner(ConsumerRunner):
                 continue
             async with self._lock:
                 work = asyncio.ensure_future(asyncio.gather(*(self._partition(tp, recs) for tp, recs in batch.items())))
-                while not work.done():
-                    await asyncio.wait({work}, timeout=KEEPALIVE_S)
-                    if not work.done():
-                        await self._keepalive()
-                work.result()
+                stopping = asyncio.ensure_future(self._stop.wait())
+                try:
+                    while not work.done():
+                        await asyncio.wait({work, stopping}, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED)
+                        if stopping.done() and not work.done():
+                            # Stop now rather than after the batch: what is unfinished is not
+                            # committed and is narrated again (idempotently) after the restart.
+                            work.cancel()
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await work
+                            log.info("batch_interrupted_by_stop")
+                            break
+                        if not work.done():
+                            await self._keepalive()
+                finally:
+                    stopping.cancel()
+                if not work.cancelled():
+                    work.result()
                 await self._commit_processed(list(batch))
         async with self._lock:
             await self._commit_processed(list(self._processed))

@@ -4,12 +4,14 @@ Write order for a new version: every chunk first (``insert_many``; a chunk alrea
 checked and kept), then the metadata with a version-guarded upsert, then the previous version's
 chunks are deleted by ``_id``, then ``article.narrated`` (``ready``) is published. A re-delivery
 of the version already narrated re-applies the deletion and the publish only; an older version
-is ignored.
+is ignored. A new version whose narrated text (and voice settings) did not change copies the
+stored audio instead of speaking it again (``text_sha256``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,9 +22,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from services.narration.settings import NarrationSettings
-from services.narration.tts import NarrationFailed, Synthesizer, narration_text, stream_serial, voice_for
+from services.narration.tts import NarrationFailed, Speech, Synthesizer, narration_text, stream_serial, voice_for
 from shared.audio import (
-    AUDIO, AUDIO_CHUNKS, CHUNK_SIZE, CONTENT_TYPE, chunk_ids, etag_of, read_meta, split_chunks,
+    AUDIO, AUDIO_CHUNKS, CHUNK_SIZE, CONTENT_TYPE, AudioUnavailable, chunk_ids, etag_of, read_meta, read_range,
+    split_chunks,
 )
 from shared.events import Article, ArticleNarrated, NarratedEvent, StoredEvent
 from shared.kafka import Message, Publisher, decode_event
@@ -38,6 +41,7 @@ NARRATION_SECONDS = Histogram(
 AUDIO_SECONDS = Counter("kazpost_narration_audio_seconds_total", "Seconds of audio produced", ["language"])
 AUDIO_BYTES = Counter("kazpost_narration_audio_bytes_total", "Bytes of audio produced", ["language"])
 FAILURES = Counter("kazpost_narration_failures_total", "Narrations that failed (each attempt)", ["language"])
+REUSED = Counter("kazpost_narration_reused_total", "New versions whose narrated text was unchanged (audio copied)")
 DELETE_BATCH = 100
 
 
@@ -86,6 +90,28 @@ def metadata(article: Article, data: bytes, *, duration_s: float, words: int, pr
         "embargoed_until": article.embargoed_until,
         "replaces": replaces,
     }
+
+
+def text_fingerprint(paragraphs: list[str], voice: str, settings: NarrationSettings) -> str:
+    """What the audio is made from: the text, the voice and the settings that change the sound."""
+    made_of = [paragraphs, voice, settings.words_per_minute, settings.paragraph_pause_ms, settings.bitrate_kbps,
+               settings.complexity]
+    return hashlib.sha256(json.dumps(made_of, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+async def reuse(db: AsyncDatabase, meta: dict[str, Any], fingerprint: str) -> Speech | None:
+    """The stored audio again, if it was made from the same text (a correction of the tags, the
+    section or the picture only): copying it is much cheaper than speaking it again."""
+    if meta.get("text_sha256") != fingerprint:
+        return None
+    try:
+        data = await read_range(db, meta, 0, int(meta["size"]) - 1)
+    except AudioUnavailable:
+        return None
+    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+        return None
+    log.info("audio_reused", from_version=meta["version"])
+    return Speech(data=data, duration_s=float(meta["duration_s"]), words=int(meta["words"]), seconds=0.0)
 
 
 async def _publish(publisher: Publisher, settings: NarrationSettings, event: StoredEvent, payload: ArticleNarrated) -> None:
@@ -144,18 +170,24 @@ async def narrate(db: AsyncDatabase, article: Article, *, synth: Synthesizer, pu
         log.info("not_narrated", reason="no voice for the language" if voice is None else "no text")
         await remove_audio(db, article, publisher=publisher, settings=settings, event=event, always_publish=False)
         return
-    try:
-        speech = await synth.synthesize(paragraphs, voice, title=article.headline, language=article.language,
-                                        serial=stream_serial(article.id, article.version))
-    except NarrationFailed:
-        FAILURES.labels(article.language).inc()
-        raise
-    NARRATION_SECONDS.labels(article.language).observe(speech.seconds)
-    AUDIO_SECONDS.labels(article.language).inc(speech.duration_s)
-    AUDIO_BYTES.labels(article.language).inc(len(speech.data))
+    fingerprint = text_fingerprint(paragraphs, voice, settings)
+    speech = await reuse(db, meta, fingerprint) if meta is not None else None
+    if speech is None:
+        try:
+            speech = await synth.synthesize(paragraphs, voice, title=article.headline, language=article.language,
+                                            serial=stream_serial(article.id, article.version))
+        except NarrationFailed:
+            FAILURES.labels(article.language).inc()
+            raise
+        NARRATION_SECONDS.labels(article.language).observe(speech.seconds)
+        AUDIO_SECONDS.labels(article.language).inc(speech.duration_s)
+        AUDIO_BYTES.labels(article.language).inc(len(speech.data))
+    else:
+        REUSED.inc()
 
     await write_chunks(db, article.id, article.version, split_chunks(speech.data))
     doc = metadata(article, speech.data, duration_s=speech.duration_s, words=speech.words, previous=meta)
+    doc["text_sha256"] = fingerprint
     if not await versioned_upsert(db[AUDIO], article.id, article.version, doc):
         now = await read_meta(db, article.id)
         if now is None or int(now["version"]) != article.version:

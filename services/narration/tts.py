@@ -208,6 +208,7 @@ class Synthesizer:
         self.settings = settings
         self._slots = asyncio.Semaphore(settings.concurrency)
         self.problem: str | None = "not checked yet"
+        self.running = 0  # narrations in progress
 
     def _nice(self) -> list[str]:
         nice = shutil.which("nice")
@@ -237,12 +238,15 @@ class Synthesizer:
     async def synthesize(self, paragraphs: list[str], voice: str, *, title: str, language: str, serial: int) -> Speech:
         async with self._slots:
             started = time.perf_counter()
+            self.running += 1
             try:
                 data, duration = await asyncio.wait_for(
                     self._run(ssml(paragraphs, self.settings.paragraph_pause_ms), voice, title, language, serial),
                     timeout=self.settings.timeout_s)
             except TimeoutError:
                 raise NarrationFailed(f"narration took longer than {self.settings.timeout_s}s") from None
+            finally:
+                self.running -= 1
             return Speech(data=data, duration_s=duration, words=word_count(paragraphs),
                           seconds=time.perf_counter() - started)
 

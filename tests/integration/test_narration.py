@@ -71,7 +71,11 @@ class Env:
                 and (version is None or e["payload"]["version"] == version)]
 
     async def meta_at(self, article_id: str, version: int) -> dict:
+        """The audio metadata at ``version`` once narration has finished with it (its ``ready``
+        event is out: the replaced version's chunks are deleted before that)."""
         async def check():
+            if not self.narrated(article_id, "ready", version):
+                return None
             meta = await read_meta(self.db, article_id)
             return meta if meta and meta["version"] == version else None
         return await eventually(check, timeout=90, what=f"audio of {article_id} at version {version}")
@@ -276,3 +280,52 @@ async def test_without_the_speech_tools_it_is_not_ready_and_consumes_nothing(env
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 60)
     task.result()
+
+
+async def test_a_new_version_with_the_same_text_copies_the_audio(env):
+    v1 = article("urn:narr:same", KK, headline="Мектеп")
+    await env.stored(v1)
+    first = await env.meta_at(v1.id, 1)
+    v2 = v1.model_copy(update={"version": 2, "section": Term(slug="society", name="Society"), "content_hash": "other"})
+    await env.stored(v2, change="updated")
+    second = await env.meta_at(v1.id, 2)
+    assert second["sha256"] == first["sha256"] and second["text_sha256"] == first["text_sha256"]
+    assert second["duration_s"] == first["duration_s"] and second["size"] == first["size"]
+    assert await env.audio_bytes(second) == await env.audio_bytes({**first, "version": 2})
+    assert await env.chunks_of(v1.id, 1) == []
+
+
+async def test_stop_interrupts_a_narration_which_a_restart_does_again(run_id):
+    base = KafkaSettings()
+    kafka = base.model_copy(update={n: f"ns{run_id}." + getattr(base, n) for n in TOPIC_FIELDS})
+    await ensure_topics(kafka, all_topics(kafka))
+    mongo = MongoSettings(database=f"kazpost_ns{run_id}")
+    client = make_client(mongo, app_name="tests")
+    db = database(client, mongo)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, enable_idempotence=True)
+    await producer.start()
+    settings = NarrationSettings(kafka=kafka, mongo=mongo, retry=FAST_RETRY, group_id=f"g-{kafka.topic_stored}", ops_port=None)
+    try:
+        env = Env(kafka, mongo, db, producer, None)
+        a = article("urn:narr:stop", "\n".join([RU] * 40), language="ru", headline="Длинная статья")
+        first = create_worker(settings)
+        task = asyncio.create_task(first.serve(install_signals=False))
+        await env.stored(a)
+        await eventually(lambda: asyncio.sleep(0, first.synth.running), timeout=60, interval=0.02,
+                         what="the narration to start")
+        first.stop()
+        await asyncio.wait_for(task, 60)
+        assert await read_meta(db, a.id) is None, "stopped before the narration finished"
+
+        second = create_worker(settings)
+        task = asyncio.create_task(second.serve(install_signals=False))
+        try:
+            meta = await eventually(lambda: read_meta(db, a.id), timeout=120, what="the audio after the restart")
+            assert meta["version"] == 1 and meta["duration_s"] > 60
+        finally:
+            second.stop()
+            await asyncio.wait_for(task, 60)
+    finally:
+        await producer.stop()
+        await client.drop_database(mongo.database)
+        await client.close()

@@ -183,3 +183,15 @@ def test_unsatisfiable_ranges(header):
 def test_etag_is_a_quoted_string():
     tag = etag_of("ab" * 32)
     assert tag.startswith('"') and tag.endswith('"') and '"' not in tag[1:-1]
+
+
+def test_text_fingerprint_changes_with_what_is_heard_only():
+    from services.narration.handlers import text_fingerprint
+
+    settings = NarrationSettings()
+    base = text_fingerprint(["Headline", "Body."], "kk", settings)
+    assert base == text_fingerprint(["Headline", "Body."], "kk", NarrationSettings(concurrency=3, nice=0))
+    assert base != text_fingerprint(["Headline", "Body!"], "kk", settings)
+    assert base != text_fingerprint(["Headline Body."], "kk", settings)
+    assert base != text_fingerprint(["Headline", "Body."], "ru", settings)
+    assert base != text_fingerprint(["Headline", "Body."], "kk", NarrationSettings(words_per_minute=200))
