@@ -56,6 +56,7 @@ from shared.listings import HOME_KEY, bucket_id, index_id
 from shared.mongo import ARTICLES, FRONTS, RELATED, VERSIONS, database, init_database, make_client
 from shared.settings import MongoSettings
 from tests.chaos.infra import Infra
+from tests.chaos.proxy import Proxy
 from tests.chaos.services import Services
 from tests.integration.helpers import ninjs
 
@@ -71,6 +72,7 @@ class Scenario:
     description: str
     fault: FaultAction | None
     replicas: dict[str, int] = field(default_factory=dict)
+    db_proxy: bool = False  # the services reach the database through a proxy of ours (network faults)
 
 
 def kill_service(name: str, *, down: float = 2.0) -> FaultAction:
@@ -125,6 +127,25 @@ def restart_db(*, kill: bool = False, down: float = 3.0, ferretdb_only: bool = F
     return fault
 
 
+def cut_db_connections(*, refuse_for: float = 5.0) -> FaultAction:
+    async def fault(run: "Run") -> None:
+        run.mark_fault()
+        run.proxy.cut(refuse_for)
+        await asyncio.sleep(refuse_for)
+        run.mark_healed()
+    return fault
+
+
+def slow_db(*, delay_s: float = 0.2, for_s: float = 15.0) -> FaultAction:
+    async def fault(run: "Run") -> None:
+        run.mark_fault()
+        run.proxy.delay_s = delay_s
+        await asyncio.sleep(for_s)
+        run.proxy.delay_s = 0.0
+        run.mark_healed()
+    return fault
+
+
 def kill_one_replica_each() -> FaultAction:
     async def fault(run: "Run") -> None:
         run.mark_fault()
@@ -145,6 +166,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              restart_kafka(down=45)),
     Scenario("restart-db", "stop FerretDB and PostgreSQL (fast), 3 s down, start", restart_db()),
     Scenario("kill-db", "SIGKILL FerretDB, PostgreSQL immediate stop (crash recovery), 3 s down", restart_db(kill=True)),
+    Scenario("db-outage", "FerretDB and PostgreSQL stopped for 45 s", restart_db(down=45)),
+    Scenario("db-cut", "every database connection reset, new ones refused for 5 s (TCP proxy)",
+             cut_db_connections(), db_proxy=True),
+    Scenario("db-latency", "200 ms added to every database read and write for 15 s (TCP proxy)",
+             slow_db(), db_proxy=True),
     Scenario("rebalance", "two replicas of each consumer service, SIGKILL one of each",
              kill_one_replica_each(), replicas={"ingestion": 2, "storage": 2, "linking": 2}),
 ]}
@@ -337,6 +363,7 @@ class Run:
         self.services = services
         self.fault_at: float | None = None
         self.healed_at: float | None = None
+        self.proxy: Proxy | None = None
 
     def mark_fault(self) -> None:
         self.fault_at = time.time()
@@ -355,9 +382,13 @@ async def run_scenario(scenario: Scenario, infra: Infra, *, n: int, rate: float,
                        log: Callable[[str], None] = say) -> Result:
     started = time.monotonic()
     prefix = f"chaos_{run_id}_{scenario.name.replace('-', '_')}"
+    proxy = Proxy("127.0.0.1", infra.mongo_port) if scenario.db_proxy else None
+    if proxy is not None:
+        await proxy.start()
     services = Services(prefix, workdir / scenario.name, bootstrap_servers=infra.bootstrap_servers,
-                        mongo_url=infra.mongo_url, replicas=scenario.replicas)
+                        mongo_url=proxy.url if proxy else infra.mongo_url, replicas=scenario.replicas)
     run = Run(scenario, infra, services)
+    run.proxy = proxy
     messages = upstream_messages(prefix, n)
     result = Result(scenario.name, scenario.description, n, len(messages))
     mongo_settings = MongoSettings(url=infra.mongo_url, database=services.database, timeout_ms=30_000,
@@ -453,6 +484,9 @@ async def run_scenario(scenario: Scenario, infra: Infra, *, n: int, rate: float,
             await observer.stop()
         exit_codes = services.stop_all()
         result.details["exit_codes_on_sigterm"] = exit_codes
+        if proxy is not None:
+            result.details["connections_cut"] = proxy.cuts
+            await proxy.stop()
         await http.close()
         if not keep:
             with contextlib.suppress(Exception):
