@@ -222,7 +222,7 @@ async def burst(case: Case, n: int, words: int, languages: list[str], timeout: f
         warm = ninjs(f"urn:nbench:{case.prefix}warm-up", languages[0], 10, 0, now)
         await producer.send_and_wait(k.topic_upstream, json.dumps(warm).encode(), key=warm["uri"].encode())
         deadline = time.monotonic() + 120
-        while not all((await progress(admin, ends, case.groups[s], t, k.partitions))[1:] == (1, True) for s, t in everyone):
+        while not all([(await progress(admin, ends, case.groups[s], t, k.partitions))[1:] == (1, True) for s, t in everyone]):
             if time.monotonic() > deadline:
                 raise SystemExit(f"case {case.name}: the warm-up article did not get through in 120 s")
             await asyncio.sleep(0.1)

@@ -21,7 +21,7 @@ from bson import Binary
 from services.narration.app import create_worker
 from services.narration.settings import NarrationSettings
 from shared.audio import (
-    AUDIO, AUDIO_CHUNKS, CHUNK_SIZE, CONTENT_TYPE, AudioUnavailable, chunk_id, chunk_ids, read_meta, read_range,
+    AUDIO_CHUNKS, CHUNK_SIZE, CONTENT_TYPE, AudioUnavailable, chunk_id, chunk_ids, read_meta, read_range,
 )
 from shared.events import Article, ArticleStored, StoredEvent, Term, article_id_for
 from shared.kafka import all_topics, ensure_topics
