@@ -254,7 +254,7 @@ cmd_install() {
   install_postgres
   install_ferretdb
   install_kcat
-  bash "$HERE/narration-deps.sh"   # espeak-ng and opus-tools for the narration service
+  bash "$HERE/narration-deps.sh" || log "espeak-ng/opus-tools missing: the narration service will not be ready"
   log "install complete"
 }
 

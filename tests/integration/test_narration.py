@@ -123,7 +123,7 @@ async def env(run_id):
             await asyncio.sleep(0.1)
         if task.done():
             task.result()
-        assert worker.runner.assigned, "narration did not get its partitions in 30 s"
+        assert worker.runner.assigned, f"narration did not get its partitions in 30 s (speech tools: {worker.synth.problem})"
         yield e
     finally:
         worker.stop()
