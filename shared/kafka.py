@@ -115,7 +115,7 @@ def make_consumer(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=settings.max_request_size,
-        fetch_max_bytes=4 * settings.max_request_size,
+        fetch_max_bytes=settings.max_request_size,  # bounds a fetch (and the memory it takes)
         request_timeout_ms=settings.request_timeout_ms,
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,
@@ -412,7 +412,9 @@ async def ensure_topics(settings: KafkaSettings, topics: Iterable[str], *, parti
         if not wanted:
             return []
         response = await admin.create_topics(
-            [NewTopic(t, partitions or settings.partitions, settings.replication_factor) for t in wanted]
+            # Messages up to the producers' limit (upstream items may be 2 MB; the broker's default is 1 MB).
+            [NewTopic(t, partitions or settings.partitions, settings.replication_factor,
+                      topic_configs={"max.message.bytes": str(settings.max_request_size)}) for t in wanted]
         )
         for name, code, *_ in response.topic_errors:
             if code not in (0, TopicAlreadyExistsError.errno):

@@ -38,7 +38,8 @@ class KafkaSettings(BaseSettings):
     # Producer tuning: never await each send on the hot path; batch instead.
     linger_ms: int = 5
     max_batch_size: int = 262_144
-    max_request_size: int = 4_194_304
+    # An upstream item may be 2 MB; the internal events carry its body as HTML and as text.
+    max_request_size: int = 16_777_216
     # Security (every producer, consumer and admin client). PLAINTEXT is the local stack;
     # docker-compose and Kubernetes use SASL_PLAINTEXT (or SASL_SSL) with SCRAM-SHA-512 and one
     # principal per service.

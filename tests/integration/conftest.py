@@ -92,7 +92,8 @@ def db(mongo: AsyncMongoClient, mongo_settings: MongoSettings):
 @pytest.fixture(scope="session")
 async def producer(kafka_settings: KafkaSettings, topics) -> AsyncIterator[AIOKafkaProducer]:
     """A plain upstream producer, as a publisher would use."""
-    p = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, enable_idempotence=True, acks="all")
+    p = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, enable_idempotence=True, acks="all",
+                         max_request_size=kafka_settings.max_request_size)  # items up to 2 MB
     await p.start()
     yield p
     await p.stop()

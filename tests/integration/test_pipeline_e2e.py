@@ -7,6 +7,7 @@ read back through the gateway's JSON API and HTML pages.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pathlib
 import re
@@ -340,3 +341,20 @@ async def test_article_gets_a_player_with_real_narration(pipeline, producer, run
     async with pipeline.http.get(pipeline.base_url + url) as r:
         data = await r.read()
         assert r.status == 200 and len(data) == total > 1000
+
+
+async def test_an_article_near_the_2_mb_limit_goes_through(pipeline, producer, run_id):
+    """The contract allows messages of up to 2 MB (a body of up to 1,000,000 characters): beyond
+    the broker's 1 MB default, so the topics are created to accept them and every hop carries them."""
+    uri = f"urn:test:{run_id}:long-read"
+    paragraph = "<p>" + " ".join(f"Сөз{n % 997} дала өзен" for n in range(60)) + ".</p>"
+    body = paragraph * (950_000 // len(paragraph))
+    value = json.dumps(ninjs(uri, headline="Өте ұзақ мақала", body=body, language="kk"), ensure_ascii=False).encode()
+    assert 1_500_000 < len(value) < 2_000_000
+    await publish(producer, pipeline.kafka.topic_upstream, value, key=uri.encode())
+
+    async def stored():
+        status, doc = await pipeline.get_json(f"/api/v1/articles/{article_id_for(uri)}")
+        return doc if status == 200 else None
+    doc = await eventually(stored, timeout=60, what="the long article to be readable")
+    assert doc["word_count"] > 100_000
