@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import pathlib
+import random
 import signal
 import socket
 import sys
@@ -108,8 +109,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def varied_text(language: str, words: int, seed: int) -> list[str]:
+    """Paragraphs of about ``words`` words, different for every seed: random sentences over the
+    vocabulary of :data:`SENTENCES`, so the burst's articles are not near-duplicates of each other
+    (which would make linking cluster them all)."""
+    rng = random.Random(f"{language}:{seed}")
+    vocabulary = sorted({w.strip(".,").lower() for s in SENTENCES[language] for w in s.split()})
+    sentences, count = [], 0
+    while count < words:
+        sentence = rng.sample(vocabulary, rng.randint(5, 9))
+        sentences.append(" ".join(sentence).capitalize() + ".")
+        count += len(sentence)
+    return [" ".join(sentences[i:i + 4]) for i in range(0, len(sentences), 4)]
+
+
 def ninjs(uri: str, language: str, words: int, n: int, published: datetime) -> dict:
-    body = "".join(f"<p>{p}</p>" for p in text_of(language, words, seed=n))
+    body = "".join(f"<p>{p}</p>" for p in varied_text(language, words, seed=n))
     return {
         "uri": uri, "type": "text", "version": 1, "versionCreated": published.isoformat(),
         "firstCreated": published.isoformat(), "pubStatus": "usable", "language": language,
