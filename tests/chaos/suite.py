@@ -476,6 +476,7 @@ async def run_scenario(scenario: Scenario, infra: Infra, *, n: int, rate: float,
                     f"linked {len(observer.linked)}, alive {sorted(k for k, v in services.alive().items() if not v) or 'all'}")
             await asyncio.sleep(0.5)
 
+        log(f"{scenario.name}: scoring: reading the database, requesting {len({k[0] for k in upstream.acked})} article pages")
         await score(result, run, upstream, observer, db, http, last_ack=last_ack)
     finally:
         with contextlib.suppress(Exception):
