@@ -50,9 +50,9 @@ class Cache:
     def get_doc(self, key: str) -> Any:
         entry = self._docs.get(key)
         if entry is None or entry[0] < time.monotonic():
-            _DOC_MISS.inc()
+            _DOC_MISS()
             return _MISSING
-        _DOC_HIT.inc()
+        _DOC_HIT()
         return entry[1]
 
     def put_doc(self, key: str, value: Any) -> None:
@@ -67,9 +67,9 @@ class Cache:
     def get_page(self, key: str) -> Page | None:
         entry = self._pages.get(key)
         if entry is None or entry[0] < time.monotonic():
-            _PAGE_MISS.inc()
+            _PAGE_MISS()
             return None
-        _PAGE_HIT.inc()
+        _PAGE_HIT()
         return entry[1]
 
     def put_page(self, key: str, page: Page, deps: set[str], ttl: float | None = None) -> None:
