@@ -17,6 +17,7 @@ import structlog
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from pymongo.errors import PyMongoError
 
 from services.gateway.cache import Cache
 from services.gateway.discovery import Discovery
@@ -63,6 +64,16 @@ async def observe(request: web.Request, handler):
             response = respond(request, request.app[VIEWS].error_page(request, 404))
         else:
             raise
+    except PyMongoError as exc:
+        # The database is down or slow: a temporary condition, said as such (503, retry soon).
+        log.warning("database_unavailable", path=request.path, error=repr(exc)[:200])
+        status = 503
+        if request.path.startswith("/api/"):
+            response = ApiError(503, "unavailable", "temporarily unavailable, try again shortly").response()
+        else:
+            response = respond(request, request.app[VIEWS].error_page(request, 503))
+        response.headers["Retry-After"] = "5"
+        response.headers["Cache-Control"] = "no-store"
     except Exception:
         log.exception("request_failed", path=request.path)
         if request.path.startswith("/api/"):
@@ -119,7 +130,10 @@ async def invalidation_loop(app: web.Application) -> None:
 
 
 def create_app(settings: GatewaySettings) -> web.Application:
-    app = web.Application(middlewares=[observe], client_max_size=64 * 1024)
+    # Request lines up to 32 KiB: an API query at its documented limits (a 2,048-character uri,
+    # percent-encoded) still reaches the API and gets its JSON answer.
+    app = web.Application(middlewares=[observe], client_max_size=64 * 1024,
+                          handler_args={"max_line_size": 32_768, "max_field_size": 16_384})
     app[SETTINGS] = settings
     cache = Cache(ttl=settings.cache_ttl_s, max_entries=settings.cache_max_entries)
     app[CACHE] = cache

@@ -85,7 +85,11 @@ def _json(schema_ref: str, description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}
 
 
-ERRORS = {"400": _json("Error", "bad request: the reason is in the body"), "404": _json("Error", "not found")}
+BAD_REQUEST = _json("Error", "bad request: the reason is in the body. A request line or header beyond the HTTP "
+                              "server's limits (32 KiB) is refused before it reaches the API, in plain text.")
+BAD_REQUEST["content"]["text/plain"] = {"schema": {"type": "string"}}
+ERRORS = {"400": BAD_REQUEST, "404": _json("Error", "not found"),
+          "503": _json("Error", "temporarily unavailable (the database did not answer); retry after Retry-After")}
 
 
 def document(base_url: str) -> dict[str, Any]:

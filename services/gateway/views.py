@@ -173,8 +173,16 @@ async def send_audio(request: web.Request, db: AsyncDatabase, meta: dict[str, An
     first = await anext(pieces)  # a missing chunk fails before anything is sent
     await response.prepare(request)
     await response.write(first)
-    async for piece in pieces:
-        await response.write(piece)
+    try:
+        async for piece in pieces:
+            await response.write(piece)
+    except AudioUnavailable:
+        # Replaced while being sent: the headers are out, so end the connection; the client
+        # sees a short body and asks again (for the new version's URL).
+        log.warning("audio_replaced_while_sending", article_id=meta["_id"])
+        if request.transport is not None:
+            request.transport.close()
+        return response
     await response.write_eof()
     return response
 

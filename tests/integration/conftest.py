@@ -8,6 +8,7 @@ import contextlib
 import email
 import email.policy
 import socket
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from dataclasses import dataclass
@@ -191,6 +192,12 @@ async def pipeline(kafka_settings, mongo_settings, topics, mongo, run_id, smtp) 
     await runner.cleanup()
     for w in workers.values():
         w.stop()
+    # Graceful shutdown is tested with real processes (tests/integration/test_faults.py); here a
+    # service still busy after a minute (a long narration on a loaded machine) is cancelled.
+    done, pending = await asyncio.wait(tasks.values(), timeout=60)
+    for t in pending:
+        warnings.warn(f"the {t.get_name()} service did not stop within 60 s; cancelled", stacklevel=1)
+        t.cancel()
     for t in tasks.values():
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(t, timeout=30)
+            await t

@@ -106,3 +106,22 @@ async def test_concurrent_misses_build_a_page_once():
 
     results = await asyncio.gather(*(views.page("page:b", failing) for _ in range(3)), return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in results)
+
+
+async def test_database_unavailable_is_a_503_with_retry_after():
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    from services.gateway.app import observe
+
+    async def down(request):
+        raise ServerSelectionTimeoutError("no primary")
+
+    app = web.Application(middlewares=[observe])
+    app.router.add_get("/api/v1/articles/{id}", down)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/api/v1/articles/0123456789abcdef")
+        assert response.status == 503 and response.headers["Retry-After"] == "5"
+        assert (await response.json())["error"]["code"] == "unavailable"
+        assert response.headers["Cache-Control"] == "no-store"

@@ -19,7 +19,8 @@ from shared.mongo import make_client
 from shared.settings import KafkaSettings, MongoSettings
 
 
-def test_defaults_are_plaintext_without_credentials():
+def test_defaults_are_plaintext_without_credentials(monkeypatch):
+    monkeypatch.delenv("KAZPOST_KAFKA_BOOTSTRAP_SERVERS", raising=False)  # the test stack sets it
     options = connection_options(KafkaSettings())
     assert options == {"bootstrap_servers": "127.0.0.1:9092", "security_protocol": "PLAINTEXT"}
     assert MongoSettings().username is None and MongoSettings().password is None
