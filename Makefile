@@ -9,7 +9,7 @@ VENV ?= .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit stop status venv eval bench clean
+.PHONY: run test unit stop status venv eval bench bench-quick clean
 
 venv: $(STAMP)
 
@@ -45,7 +45,10 @@ badinput: venv
 	@PYTHON=$(abspath $(VPY)) bash tests/badinput/run.sh $(ARGS)
 
 bench: venv
-	@$(VPY) -m benchmarks.linking_bench $(ARGS)
+	@PYTHON=$(abspath $(VPY)) bash deploy/local/bench.sh $(ARGS)
+
+bench-quick: venv
+	@PYTHON=$(abspath $(VPY)) bash deploy/local/bench.sh --quick $(ARGS)
 
 clean: stop
 	rm -rf .run

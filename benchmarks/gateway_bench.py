@@ -1,27 +1,33 @@
-"""Gateway benchmark: wrk -c64 against a page of the running gateway and against a bare aiohttp
+"""P3 — gateway: wrk -c64 against a page of the running gateway and against a bare aiohttp
 handler that returns the same bytes, in the same run (the baseline). "The same bytes" means the
 same response: the body and the same headers (security headers, ETag, caching), so the ratio
 measures what the gateway's own logic costs, not the size of its headers.
 
-    python -m benchmarks.gateway_bench [--gateway http://127.0.0.1:8080] [--duration 30]
+    python -m benchmarks.gateway_bench [--gateway http://127.0.0.1:8080] [--duration 10] [--rounds 3]
 
-Needs a running stack with articles (``make run``) and Debian's ``wrk``. Prints req/s, p50 and
-p99 latency for each target and the ratio gateway/baseline (target ≥ 0.8, p99 < 50 ms), and
-writes the figures as JSON (``--json``).
+Against a running stack with articles (``make run``), or from ``make bench`` (the suite starts
+the services and loads articles first).  Needs Debian's ``wrk``.  For each page (the newest
+article and the home page): rounds alternate gateway and baseline, ``--duration`` seconds each
+(3 × 10 s = 30 s of load per target by default), and the median round of each is kept.  Prints
+req/s, p50 and p99 latency for each target and the ratio gateway/baseline (target ≥ 0.8,
+p99 < 50 ms), and writes the figures as JSON (``--json``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import urllib.parse
 import urllib.request
+from typing import Any
 
 BARE_SERVER = textwrap.dedent('''
     import json, sys
@@ -50,10 +56,80 @@ def wrk(url: str, duration: int, connections: int, threads: int) -> dict[str, fl
     return {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99"), "non_2xx": int(errors.group(1)) if errors else 0}
 
 
+def default_paths(gateway: str) -> list[str]:
+    """The newest article's page and the home page."""
+    with urllib.request.urlopen(f"{gateway}/api/v1/articles?limit=1") as r:
+        items = json.load(r)["items"]
+    if not items:
+        raise RuntimeError("the gateway lists no articles: load some first (make run)")
+    return [urllib.parse.urlsplit(items[0]["url"]).path, "/"]
+
+
+def measure(gateway: str, paths: list[str] | None = None, *, duration: int = 10, rounds: int = 3, connections: int = 64,
+            threads: int = 2, port: int = 18080) -> dict[str, Any]:
+    """{path: {gateway, baseline, ratio, bytes}} (median rounds)."""
+    if not shutil.which("wrk"):
+        raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    results: dict[str, Any] = {}
+    for path in paths or default_paths(gateway):
+        with urllib.request.urlopen(gateway + path) as r:
+            body = r.read()
+            skip = {"date", "server", "content-length", "transfer-encoding", "connection", "keep-alive"}
+            headers = {k: v for k, v in r.headers.items() if k.lower() not in skip}
+        with tempfile.NamedTemporaryFile(prefix="kazpost-bench-", suffix=".body", delete=False) as f:
+            f.write(body)
+            tmp = f.name
+        bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, tmp, str(port), json.dumps(headers)])
+        try:
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/").read()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            wrk(gateway + path, 3, connections, threads)  # warm-up
+            # Alternate the two targets over several rounds and keep the median round of each,
+            # so a burst of other load on the machine does not decide the ratio.
+            runs: dict[str, list[dict[str, float]]] = {"gateway": [], "baseline": []}
+            for _ in range(rounds):
+                runs["gateway"].append(wrk(gateway + path, duration, connections, threads))
+                runs["baseline"].append(wrk(f"http://127.0.0.1:{port}{path}", duration, connections, threads))
+            gw, base = (sorted(runs[k], key=lambda r: r["rps"])[len(runs[k]) // 2] for k in ("gateway", "baseline"))
+        finally:
+            bare.terminate()
+            bare.wait()
+            pathlib.Path(tmp).unlink(missing_ok=True)
+        results[path] = {"gateway": gw, "baseline": base, "ratio": gw["rps"] / base["rps"], "bytes": len(body),
+                         "rounds": runs}
+    return results
+
+
+def print_results(results: dict[str, Any]) -> None:
+    for path, res in results.items():
+        gw, base = res["gateway"], res["baseline"]
+        print(f"{path[:60]:<60} {res['bytes']:>7} B")
+        print(f"  gateway : {gw['rps']:>8.0f} req/s  p50 {gw['p50_ms']:6.2f} ms  p99 {gw['p99_ms']:6.2f} ms  non-2xx {gw['non_2xx']}")
+        print(f"  baseline: {base['rps']:>8.0f} req/s  p50 {base['p50_ms']:6.2f} ms  p99 {base['p99_ms']:6.2f} ms")
+        print(f"  ratio {res['ratio']:.2f} (target ≥ 0.80), p99 {'<' if gw['p99_ms'] < 50 else '≥'} 50 ms")
+
+
+def add_rows(report, results: dict[str, Any], *, connections: int, seconds: int) -> None:
+    from benchmarks.common import Row
+
+    for path, res in results.items():
+        name = "home page" if path == "/" else "article page"
+        gw, base = res["gateway"], res["baseline"]
+        report.add(Row("P3 gateway", f"{name} req/s (wrk -c{connections}, {seconds}s)", gw["rps"], "req/s", base["rps"],
+                       "bare aiohttp, same bytes", "ratio ≥ 0.8", res["ratio"] >= 0.8 and gw["non_2xx"] == 0))
+        report.add(Row("P3 gateway", f"{name} p99", gw["p99_ms"], "ms", base["p99_ms"], "bare aiohttp, same bytes",
+                       "< 50 ms", gw["p99_ms"] < 50))
+    report.details["P3"] = results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gateway", default="http://127.0.0.1:8080")
-    parser.add_argument("--path", default=None, help="page to load (default: the newest article)")
+    parser.add_argument("--path", default=None, help="page to load (default: the newest article and the home page)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per target (median kept)")
     parser.add_argument("--connections", type=int, default=64)
@@ -61,51 +137,13 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=18080, help="port of the bare baseline server")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+    try:
+        results = measure(args.gateway, [args.path] if args.path else None, duration=args.duration, rounds=args.rounds,
+                          connections=args.connections, threads=args.threads, port=args.port)
+    except (RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    paths = [args.path] if args.path else []
-    if not paths:
-        with urllib.request.urlopen(f"{args.gateway}/api/v1/articles?limit=1") as r:
-            items = json.load(r)["items"]
-        if not items:
-            print("no articles: run `make run` first", file=sys.stderr)
-            return 2
-        paths = [urllib.parse.urlsplit(items[0]["url"]).path, "/"]
-    results = {}
-    for path in paths:
-        with urllib.request.urlopen(args.gateway + path) as r:
-            body = r.read()
-            skip = {"date", "server", "content-length", "transfer-encoding", "connection", "keep-alive"}
-            headers = {k: v for k, v in r.headers.items() if k.lower() not in skip}
-        tmp = f"/tmp/kazpost-bench-{abs(hash(path))}.html"
-        with open(tmp, "wb") as f:
-            f.write(body)
-        bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, tmp, str(args.port), json.dumps(headers)])
-        try:
-            for _ in range(50):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{args.port}/").read()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            wrk(args.gateway + path, 3, args.connections, args.threads)  # warm-up
-            # Alternate the two targets over several rounds and keep the median round of each,
-            # so a burst of other load on the machine does not decide the ratio.
-            runs: dict[str, list[dict[str, float]]] = {"gateway": [], "baseline": []}
-            for _ in range(args.rounds):
-                runs["gateway"].append(wrk(args.gateway + path, args.duration, args.connections, args.threads))
-                runs["baseline"].append(wrk(f"http://127.0.0.1:{args.port}{path}", args.duration, args.connections, args.threads))
-            gateway, baseline = (sorted(runs[k], key=lambda r: r["rps"])[len(runs[k]) // 2] for k in ("gateway", "baseline"))
-        finally:
-            bare.terminate()
-            bare.wait()
-        ratio = gateway["rps"] / baseline["rps"]
-        results[path] = {"gateway": gateway, "baseline": baseline, "ratio": ratio, "bytes": len(body)}
-        print(f"{path[:60]:<60} {len(body):>7} B")
-        print(f"  gateway : {gateway['rps']:>8.0f} req/s  p50 {gateway['p50_ms']:6.2f} ms  p99 {gateway['p99_ms']:6.2f} ms  non-2xx {gateway['non_2xx']}")
-        print(f"  baseline: {baseline['rps']:>8.0f} req/s  p50 {baseline['p50_ms']:6.2f} ms  p99 {baseline['p99_ms']:6.2f} ms")
-        print(f"  ratio {ratio:.2f} (target ≥ 0.80), p99 {'<' if gateway['p99_ms'] < 50 else '≥'} 50 ms")
+    print_results(results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
