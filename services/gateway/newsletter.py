@@ -162,44 +162,38 @@ class NewsletterRoutes:
         return ui_language(request.query.get("lang"), self.settings.default_language)
 
     async def confirm_page(self, request: web.Request) -> web.StreamResponse:
-        language = self._language(request)
-        t = labels(language)
-        token = request.query.get("token", "")
-        if self._token(token, "confirm") is None:
-            return self._page(request, language, 400, t["confirm_title"], t["link_invalid"])
-        return self._page(request, language, 200, t["confirm_title"], t["confirm_text"],
-                          action="/newsletter/confirm", token=token, button=t["confirm_button"])
+        return self._link_page(request, "confirm")
 
     async def confirm(self, request: web.Request) -> web.StreamResponse:
-        language = self._language(request)
-        t = labels(language)
-        form = await self._form(request)
-        token = str((form or {}).get("token") or request.query.get("token", ""))
-        parsed = self._token(token, "confirm")
-        if parsed is None:
-            return self._page(request, language, 400, t["confirm_title"], t["link_invalid"])
-        await self.publish(parsed.subscriber_id, ConfirmRequested(
-            producer="gateway", correlation_id=uuid.uuid4().hex, payload=NewsletterToken(token=token)))
-        return self._page(request, language, 200, t["confirm_title"], t["confirmed"])
+        return await self._link_action(request, "confirm")
 
     async def unsubscribe_page(self, request: web.Request) -> web.StreamResponse:
-        language = self._language(request)
-        t = labels(language)
-        token = request.query.get("token", "")
-        if self._token(token, "unsubscribe") is None:
-            return self._page(request, language, 400, t["unsubscribe_title"], t["link_invalid"])
-        return self._page(request, language, 200, t["unsubscribe_title"], t["unsubscribe_text"],
-                          action="/newsletter/unsubscribe", token=token, button=t["unsubscribe_button"])
+        return self._link_page(request, "unsubscribe")
 
     async def unsubscribe(self, request: web.Request) -> web.StreamResponse:
         """The page's button, and RFC 8058 one-click (``List-Unsubscribe=One-Click``, token in the URL)."""
+        return await self._link_action(request, "unsubscribe")
+
+    def _link_page(self, request: web.Request, purpose: Purpose) -> web.StreamResponse:
+        """What a link from an email opens: a page with a button (a GET changes nothing)."""
+        language = self._language(request)
+        t = labels(language)
+        token = request.query.get("token", "")
+        if self._token(token, purpose) is None:
+            return self._page(request, language, 400, t[f"{purpose}_title"], t["link_invalid"])
+        return self._page(request, language, 200, t[f"{purpose}_title"], t[f"{purpose}_text"],
+                          action=f"/newsletter/{purpose}", token=token, button=t[f"{purpose}_button"])
+
+    async def _link_action(self, request: web.Request, purpose: Purpose) -> web.StreamResponse:
+        """The button (or a one-click POST): check the link, publish the request to the service."""
         language = self._language(request)
         t = labels(language)
         form = await self._form(request)
         token = str((form or {}).get("token") or request.query.get("token", ""))
-        parsed = self._token(token, "unsubscribe")
+        parsed = self._token(token, purpose)
         if parsed is None:
-            return self._page(request, language, 400, t["unsubscribe_title"], t["link_invalid"])
-        await self.publish(parsed.subscriber_id, UnsubscribeRequested(
+            return self._page(request, language, 400, t[f"{purpose}_title"], t["link_invalid"])
+        event_type = ConfirmRequested if purpose == "confirm" else UnsubscribeRequested
+        await self.publish(parsed.subscriber_id, event_type(
             producer="gateway", correlation_id=uuid.uuid4().hex, payload=NewsletterToken(token=token)))
-        return self._page(request, language, 200, t["unsubscribe_title"], t["unsubscribed"])
+        return self._page(request, language, 200, t[f"{purpose}_title"], t["confirmed" if purpose == "confirm" else "unsubscribed"])

@@ -7,6 +7,7 @@ sign-up). Every change is a ``rev``-guarded read-modify-write of that one docume
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from shared.events import ConfirmRequested, Envelope, SignupRequested, Unsubscri
 from shared.kafka import PermanentError
 from shared.listings import bucket_id, bucket_start, index_id, sort_items
 from shared.mongo import FRONTS, SUBSCRIBERS, read_modify_write
-from shared.tokens import InvalidToken, make_token, new_nonce, read_token, subscriber_id_for
+from shared.tokens import InvalidToken, Purpose, make_token, new_nonce, read_token, subscriber_id_for
 
 log = structlog.get_logger("newsletter")
 
@@ -112,41 +113,37 @@ def unsubscribe_link(settings: NewsletterSettings, sub_id: str, nonce: str, lang
 
 async def confirm(token: str, *, db: AsyncDatabase, settings: NewsletterSettings, now: datetime) -> bool:
     """Confirm a pending subscriber whose current confirmation nonce is in the link (single use)."""
-    try:
-        parsed = read_token(settings.secret.get_secret_value(), token, "confirm", now=now.timestamp())
-    except InvalidToken as exc:
-        REQUESTS.labels("confirm", "invalid").inc()
-        log.warning("confirm_link_rejected", reason=str(exc))
-        return False
-
-    def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
-        if not current or current.get("status") != "pending" or current.get("confirm_nonce") != parsed.nonce:
+    def change(current: dict[str, Any] | None, nonce: str) -> dict[str, Any] | None:
+        if not current or current.get("status") != "pending" or current.get("confirm_nonce") != nonce:
             return None
         return {"status": "confirmed", "confirm_nonce": None, "confirmed_at": now}
 
-    done = await read_modify_write(db[SUBSCRIBERS], parsed.subscriber_id, change)
-    REQUESTS.labels("confirm", "applied" if done else "ignored").inc()
-    log.info("confirm_applied" if done else "confirm_ignored", subscriber_id=parsed.subscriber_id)
-    return done
+    return await _apply_link(token, "confirm", change, db=db, settings=settings, now=now)
 
 
 async def unsubscribe(token: str, *, db: AsyncDatabase, settings: NewsletterSettings, now: datetime) -> bool:
     """Unsubscribe (pending or confirmed); the nonce rotates, so the old links stop working."""
-    try:
-        parsed = read_token(settings.secret.get_secret_value(), token, "unsubscribe", now=now.timestamp())
-    except InvalidToken as exc:
-        REQUESTS.labels("unsubscribe", "invalid").inc()
-        log.warning("unsubscribe_link_rejected", reason=str(exc))
-        return False
-
-    def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
-        if not current or current.get("status") == "unsubscribed" or current.get("unsubscribe_nonce") != parsed.nonce:
+    def change(current: dict[str, Any] | None, nonce: str) -> dict[str, Any] | None:
+        if not current or current.get("status") == "unsubscribed" or current.get("unsubscribe_nonce") != nonce:
             return None
         return {"status": "unsubscribed", "confirm_nonce": None, "unsubscribed_at": now, "unsubscribe_nonce": new_nonce()}
 
-    done = await read_modify_write(db[SUBSCRIBERS], parsed.subscriber_id, change)
-    REQUESTS.labels("unsubscribe", "applied" if done else "ignored").inc()
-    log.info("unsubscribe_applied" if done else "unsubscribe_ignored", subscriber_id=parsed.subscriber_id)
+    return await _apply_link(token, "unsubscribe", change, db=db, settings=settings, now=now)
+
+
+async def _apply_link(token: str, purpose: Purpose,
+                      change: Callable[[dict[str, Any] | None, str], dict[str, Any] | None], *,
+                      db: AsyncDatabase, settings: NewsletterSettings, now: datetime) -> bool:
+    """Check a signed link, then apply ``change`` to its subscriber (rev-guarded); True if applied."""
+    try:
+        parsed = read_token(settings.secret.get_secret_value(), token, purpose, now=now.timestamp())
+    except InvalidToken as exc:
+        REQUESTS.labels(purpose, "invalid").inc()
+        log.warning("link_rejected", purpose=purpose, reason=str(exc))
+        return False
+    done = await read_modify_write(db[SUBSCRIBERS], parsed.subscriber_id, lambda current: change(current, parsed.nonce))
+    REQUESTS.labels(purpose, "applied" if done else "ignored").inc()
+    log.info("link_applied" if done else "link_ignored", purpose=purpose, subscriber_id=parsed.subscriber_id)
     return done
 
 
