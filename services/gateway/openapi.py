@@ -107,7 +107,7 @@ def document(base_url: str) -> dict[str, Any]:
                 "description": "With `uri`, the other parameters are not used. `section` and `tag` together: "
                                "the tag's articles in that section.",
                 "parameters": [
-                    q("uri", {"type": "string", "minLength": 1, "maxLength": 2048}, "the article's ninjs uri; when given, the answer is one article"),
+                    q("uri", {"type": "string", "minLength": 1, "maxLength": 2048, "pattern": NOT_BLANK}, "the article's ninjs uri; when given, the answer is one article"),
                     q("section", {"type": "string", "pattern": "^[a-z0-9-]{1,100}$"}, "section slug"),
                     q("tag", {"type": "string", "pattern": "^[a-z0-9-]{1,100}$"}, "tag slug"),
                     q("lang", {"type": "string", "pattern": "^[a-z]{2,3}$"}, "language code"),

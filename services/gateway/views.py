@@ -631,7 +631,7 @@ class Views:
         check_params(request, {"uri", "section", "tag", "lang", "limit", "cursor"})
         uri = request.query.get("uri")
         if uri is not None:
-            if not uri.strip() or len(uri) > 2048:
+            if not NOT_BLANK_RE.search(uri) or len(uri) > 2048:  # as the OpenAPI document says
                 raise ApiError(400, "bad_request", "uri must be 1..2048 characters")
             return await self._api_article(request, article_id_for(uri))
         section = request.query.get("section")

@@ -157,8 +157,9 @@ async def test_kill_answers_410_and_leaves_every_list(pipeline, producer, run_id
     topic = pipeline.kafka.topic_upstream
     keep, kill = f"urn:test:{run_id}:kill-keep", f"urn:test:{run_id}:kill-target"
     body = "<p>Almaty metro extension opens three new stations on the Almaty metro line this week.</p>"
-    await publish(producer, topic, ninjs(keep, headline="Almaty metro extension opens", body=body))
-    await publish(producer, topic, ninjs(kill, headline="Almaty metro opens new stations", body=body))
+    section = f"Metro {run_id}"  # a section of this test's own: its listing is not paginated away
+    await publish(producer, topic, ninjs(keep, headline="Almaty metro extension opens", body=body, section=section))
+    await publish(producer, topic, ninjs(kill, headline="Almaty metro opens new stations", body=body, section=section))
     kill_id, keep_id = article_id_for(kill), article_id_for(keep)
 
     async def keep_lists_kill():
@@ -180,11 +181,15 @@ async def test_kill_answers_410_and_leaves_every_list(pipeline, producer, run_id
         return b and not any(r["id"] == kill_id for r in b["related"])
     await eventually(unlinked, what="the killed article to leave related lists")
 
-    async def off_home():
+    async def off_listings():
         _, home, _ = await pipeline.get("/")
-        return f"/articles/{kill_id}/" not in home and f"/articles/{keep_id}/" in home
+        _, front, _ = await pipeline.get(f"/section/metro-{run_id}")
+        _, listing = await pipeline.get_json(f"/api/v1/articles?section=metro-{run_id}")
+        ids = [i["id"] for i in listing["items"]]
+        return (f"/articles/{kill_id}/" not in home and f"/articles/{kill_id}/" not in front
+                and f"/articles/{keep_id}/" in front and ids == [keep_id])
     # Pages are dropped from the cache by the events, asynchronously: within moments, not at once.
-    await eventually(off_home, timeout=10, what="the killed article to leave the home page")
+    await eventually(off_listings, timeout=10, what="the killed article to leave the home page and its section")
 
 
 async def test_database_stall_delays_but_loses_and_duplicates_nothing(pipeline, producer, run_id):
