@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 
-from services.storage.handlers import handle_ingested
+from services.storage.batching import BatchRunner
+from services.storage.handlers import KnownDocuments, handle_batch, handle_ingested
 from services.storage.settings import StorageSettings
 from shared.kafka import Publisher
 from shared.logs import configure_logging
@@ -13,20 +14,23 @@ from shared.mongo import database, init_database, make_client, ping
 from shared.worker import Worker
 
 SERVICE = "storage"
+# Messages per fetched batch: larger batches touch each listing bucket fewer times per article.
+BATCH_SIZE = 500
 
 
 def create_worker(settings: StorageSettings) -> Worker:
     client = make_client(settings.mongo, app_name=SERVICE)
     db = database(client, settings.mongo)
+    known = KnownDocuments()  # listing documents seen to exist: no insert attempt for them
 
     def make_handler(publisher: Publisher):
-        return functools.partial(handle_ingested, db=db, publisher=publisher, settings=settings)
+        return functools.partial(handle_ingested, db=db, publisher=publisher, settings=settings, known=known)
 
     async def ready() -> str | None:
         await ping(db)
         return None
 
-    return Worker(
+    worker = Worker(
         service=SERVICE,
         kafka=settings.kafka,
         retry=settings.retry,
@@ -38,7 +42,12 @@ def create_worker(settings: StorageSettings) -> Worker:
         ready=ready,
         on_start=lambda: init_database(db),
         on_close=client.close,
+        max_records=BATCH_SIZE,
     )
+    # Whole batches at once (few database round trips per batch); see services/storage/batching.py.
+    worker.runner = BatchRunner.wrap(worker.runner, functools.partial(
+        handle_batch, db=db, publisher=worker.publisher, settings=settings, known=known))
+    return worker
 
 
 def main() -> None:

@@ -1,20 +1,48 @@
-"""Storage's handler: version-guarded article writes, precomputed listings, then "stored"."""
+"""Storage's handlers: version-guarded article writes, precomputed listings, then "stored".
+
+Two entry points with the same guarantees:
+
+- :func:`handle_batch` (the service's normal path) stores a whole fetched batch with few
+  database round trips: new articles are inserted with ``insert_many`` (an insert never
+  overwrites anything: an ``_id`` that exists already fails with a duplicate-key error and takes
+  the version-guarded path below), every version goes to ``article_versions`` with
+  ``insert_many``, and the listing changes of the whole batch are merged, so each touched bucket
+  and listing index is written once per batch instead of once per article (new listing
+  documents with one ``insert_many``, existing ones read concurrently and updated one by one,
+  each guarded by the ``rev`` it was read at).
+- :func:`handle_ingested` stores one message; the runner falls back to it when a batch fails, so
+  a poison message is isolated and dead-lettered on its own.
+
+Both: stale versions change nothing; a re-delivery of the stored version re-applies the
+idempotent steps (versions, listings) and re-publishes; "stored" events are published only after
+every write; the offset is committed by the runner after the events are acknowledged.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.storage.settings import StorageSettings
-from shared.events import Article, ArticleStored, IngestedEvent, StoredEvent, Teaser, teaser_of
+from shared.events import Article, ArticleStored, IngestedEvent, StoredEvent, teaser_of
 from shared.kafka import Message, Publisher, decode_event
 from shared.listings import HOME_KEY, MAX_BUCKETS, bucket_id, bucket_of, index_id, sort_items
 from shared.mongo import ARTICLES, FRONTS, VERSIONS, insert_once, read_modify_write, versioned_upsert
 
 log = structlog.get_logger("storage")
+
+# Documents per insert_many call (the data-access rule: batches of at most 32 operations).
+WRITE_BATCH = 32
+DUPLICATE_KEY = 11000
+
 
 def fronts_of(doc: dict[str, Any] | None, tag_limit: int) -> dict[tuple[str, str], dict[str, str]]:
     """The listings an article appears in: {(listing key, bucket): kind/slug/name}."""
@@ -51,6 +79,13 @@ def article_document(article: Article, previous: dict[str, Any] | None, *, histo
     return {**fields, **base, "killed_at": None}
 
 
+def version_document(article: Article, now: datetime) -> dict[str, Any]:
+    """The immutable ``article_versions`` entry of one accepted version."""
+    return {"_id": f"{article.id}:{article.version}", "article_id": article.id,
+            **article.model_dump(mode="python", exclude={"id"}), "stored_at": now}
+
+
+# --- listings ---------------------------------------------------------------------------------
 def _place(items: list[dict[str, Any]], teaser: dict[str, Any] | None, article_id: str) -> list[dict[str, Any]] | None:
     """New item list with the article placed (or removed when teaser is None); None = unchanged."""
     rest = [i for i in items if i.get("id") != article_id]
@@ -61,99 +96,351 @@ def _place(items: list[dict[str, Any]], teaser: dict[str, Any] | None, article_i
     return sort_items([*rest, teaser])
 
 
-async def update_listing(db: AsyncDatabase, key: str, bucket: str, meta: dict[str, str], article_id: str,
-                         teaser: Teaser | None) -> None:
-    """Place (or remove) one teaser in one bucket, then keep the listing's index in step."""
-    teaser_doc = teaser.model_dump(mode="python") if teaser else None
-    remaining: list[int] = []
+@dataclass(frozen=True, slots=True)
+class ListingChange:
+    """Place (``teaser``) or remove (``teaser`` None) one article in one bucket of one listing."""
 
-    def change_bucket(current: dict[str, Any] | None) -> dict[str, Any] | None:
-        items = list((current or {}).get("items", []))
-        placed = _place(items, teaser_doc, article_id)
-        remaining.append(len(placed if placed is not None else items))
-        if placed is None or (current is None and not placed):
+    key: str
+    bucket: str
+    meta: dict[str, str]
+    article_id: str
+    teaser: dict[str, Any] | None
+
+
+def apply_to_bucket(items: list[dict[str, Any]], changes: Sequence[ListingChange]) -> list[dict[str, Any]] | None:
+    """A bucket's items after ``changes`` in order (the same as :func:`_place` for each change,
+    sorted once); None = unchanged."""
+    by_id = {i.get("id"): i for i in items}
+    for change in changes:
+        if change.teaser is None:
+            by_id.pop(change.article_id, None)
+        else:
+            by_id[change.article_id] = change.teaser
+    if len(by_id) == len(items) and all(by_id.get(i.get("id")) is i or by_id.get(i.get("id")) == i for i in items):
+        return None
+    return sort_items(list(by_id.values()))
+
+
+def apply_to_index(current: dict[str, Any] | None, key: str, non_empty: dict[str, bool], meta: dict[str, str],
+                   sections: Sequence[dict[str, Any]], now: datetime) -> dict[str, Any] | None:
+    """New fields of a listing's index document after its buckets changed; None = unchanged.
+
+    ``non_empty`` maps each touched bucket to whether it holds items now; ``meta`` is the
+    listing's kind/slug/name; ``sections`` are the sections of the teasers placed (home only).
+    """
+    original = list((current or {}).get("buckets", []))
+    buckets = list(original)
+    for bucket, filled in non_empty.items():
+        if filled and bucket not in buckets:
+            buckets = sorted([*buckets, bucket], reverse=True)[:MAX_BUCKETS]
+        elif not filled and bucket in buckets:
+            buckets = [b for b in buckets if b != bucket]
+    fields: dict[str, Any] = {}
+    if buckets != original:
+        fields["buckets"] = buckets
+    if current is None or any(current.get(k) != v for k, v in meta.items()):
+        if current is None and not any(non_empty.values()):
             return None
-        return {"items": placed, "updated_at": datetime.now(UTC)}
+        fields.update(meta)
+    if key == HOME_KEY and sections:
+        known = list((current or {}).get("sections", []))
+        added = False
+        for section in sections:
+            if section not in known:
+                known.append(section)
+                added = True
+        if added:
+            fields["sections"] = sorted(known, key=lambda s: s["name"])
+    if fields:
+        fields["updated_at"] = now
+    return fields or None
 
-    await read_modify_write(db[FRONTS], bucket_id(key, bucket), change_bucket)
-    non_empty = remaining[-1] > 0
 
-    def change_index(current: dict[str, Any] | None) -> dict[str, Any] | None:
-        buckets = list((current or {}).get("buckets", []))
-        fields: dict[str, Any] = {}
-        if non_empty and bucket not in buckets:
-            fields["buckets"] = sorted([*buckets, bucket], reverse=True)[:MAX_BUCKETS]
-        elif not non_empty and bucket in buckets:
-            fields["buckets"] = [b for b in buckets if b != bucket]
-        if current is None or any(current.get(k) != v for k, v in meta.items()):
-            if current is None and not non_empty:
+class KnownDocuments:
+    """Ids of listing documents seen to exist (bounded; oldest forgotten first): a known id
+    skips the insert attempt and goes straight to read-modify-write. Only a hint: listing
+    documents are not deleted while storage runs (an emptied bucket stays, with no items), and
+    should one be missing after all, the read finds nothing and the document is inserted."""
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self.capacity = capacity
+        self._ids: dict[str, None] = {}
+
+    def __contains__(self, doc_id: str) -> bool:
+        return doc_id in self._ids
+
+    def add(self, doc_id: str) -> None:
+        self._ids.pop(doc_id, None)
+        self._ids[doc_id] = None
+        if len(self._ids) > self.capacity:
+            del self._ids[next(iter(self._ids))]
+
+
+Change = Callable[[dict[str, Any] | None], dict[str, Any] | None]
+
+
+async def write_documents(coll: AsyncCollection, changes: dict[str, Change], known: KnownDocuments, *,
+                          reads_in_flight: int = 8) -> int:
+    """Apply ``change`` functions to documents (rev-guarded, safe with several writers), with
+    as few round trips as possible: documents not known to exist are first offered as new ones
+    in one ``insert_many`` (an existing one fails with a duplicate key and nothing is
+    overwritten); the others are read concurrently, then updated one by one, each guarded by the
+    ``rev`` it was read at (a lost race re-reads that document). ``change`` gets the current
+    document or None and returns the new fields, or None for "nothing to change"; it may be
+    called more than once. Returns the number of documents written."""
+    written = 0
+    offered = []
+    for doc_id, change in changes.items():
+        if doc_id not in known:
+            fields = change(None)
+            if fields is not None:
+                offered.append({"_id": doc_id, "rev": 1, **fields})
+    inserted = await insert_new(coll, offered)
+    for doc in offered:
+        known.add(doc["_id"])
+    written += len(inserted)
+    rest = [doc_id for doc_id in changes if doc_id not in inserted]
+    if not rest:
+        return written
+    gate = asyncio.Semaphore(reads_in_flight)
+
+    async def read(doc_id: str) -> dict[str, Any] | None:
+        async with gate:
+            return await coll.find_one({"_id": doc_id})
+
+    currents = await asyncio.gather(*(read(doc_id) for doc_id in rest))
+    for doc_id, current in zip(rest, currents):
+        change = changes[doc_id]
+        fields = change(current)
+        if fields is None:
+            if current is not None:
+                known.add(doc_id)
+            continue
+        if current is None:
+            try:
+                await coll.insert_one({"_id": doc_id, "rev": 1, **fields})
+                known.add(doc_id)
+                written += 1
+                continue
+            except DuplicateKeyError:
+                pass
+        else:
+            known.add(doc_id)
+            rev = int(current.get("rev", 0))
+            result = await coll.update_one({"_id": doc_id, "rev": rev}, {"$set": {**fields, "rev": rev + 1}})
+            if result.matched_count == 1:
+                written += 1
+                continue
+        written += await read_modify_write(coll, doc_id, change)  # lost a race: the slow, safe way
+    return written
+
+
+async def apply_listing_changes(db: AsyncDatabase, changes: Sequence[ListingChange], known: KnownDocuments | None = None) -> int:
+    """Apply listing changes: each touched bucket is written once, then each touched listing
+    index (see :func:`write_documents`). Returns the number of documents written."""
+    known = known if known is not None else KnownDocuments()
+    by_bucket: dict[tuple[str, str], list[ListingChange]] = {}
+    for change in changes:
+        by_bucket.setdefault((change.key, change.bucket), []).append(change)
+    fronts = db[FRONTS]
+    remaining: dict[tuple[str, str], int] = {}
+
+    def bucket_change(kb: tuple[str, str], bucket_changes: list[ListingChange]) -> Change:
+        def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            items = list((current or {}).get("items", []))
+            placed = apply_to_bucket(items, bucket_changes)
+            remaining[kb] = len(placed if placed is not None else items)
+            if placed is None or (current is None and not placed):
                 return None
-            fields.update(meta)
-        if key == HOME_KEY and teaser_doc is not None and teaser_doc.get("section"):
-            sections = list((current or {}).get("sections", []))
-            if teaser_doc["section"] not in sections:
-                fields["sections"] = sorted([*sections, teaser_doc["section"]], key=lambda s: s["name"])
-        if fields:
-            fields["updated_at"] = datetime.now(UTC)
-        return fields or None
+            return {"items": placed, "updated_at": datetime.now(UTC)}
+        return change
 
-    await read_modify_write(db[FRONTS], index_id(key), change_index)
+    written = await write_documents(fronts, {bucket_id(*kb): bucket_change(kb, chs) for kb, chs in by_bucket.items()}, known)
+    non_empty: dict[str, dict[str, bool]] = {}
+    metas: dict[str, dict[str, str]] = {}
+    sections: dict[str, list[dict[str, Any]]] = {}
+    for (key, bucket), bucket_changes in by_bucket.items():
+        non_empty.setdefault(key, {})[bucket] = remaining[(key, bucket)] > 0
+        metas[key] = bucket_changes[-1].meta
+        if key == HOME_KEY:
+            sections.setdefault(key, []).extend(c.teaser["section"] for c in bucket_changes if c.teaser and c.teaser.get("section"))
+
+    def index_change(key: str) -> Change:
+        return lambda current: apply_to_index(current, key, non_empty[key], metas[key], sections.get(key, []), datetime.now(UTC))
+
+    written += await write_documents(fronts, {index_id(key): index_change(key) for key in non_empty}, known)
+    return written
 
 
-async def handle_ingested(msg: Message, *, db: AsyncDatabase, publisher: Publisher, settings: StorageSettings) -> None:
-    event = decode_event(IngestedEvent, msg)
-    article = event.payload.article
-    structlog.contextvars.bind_contextvars(article_id=article.id, version=article.version, event_id=event.event_id)
-    now = datetime.now(UTC)
-    articles = db[ARTICLES]
+# --- one stored version -------------------------------------------------------------------------
+@dataclass(slots=True)
+class Outcome:
+    """What storing one version did: drives the listings and the "stored" event."""
 
-    previous = await articles.find_one({"_id": article.id})
-    previous_version = int(previous["version"]) if previous else None
-    if previous_version is not None and previous_version > article.version:
-        log.info("stale_version_ignored", stored_version=previous_version)
-        return
-    if previous_version == article.version and previous is not None and previous.get("content_hash") != article.content_hash:
-        log.warning("conflicting_content_for_same_version_ignored", stored_version=previous_version)
-        return
-    if previous_version != article.version:
-        doc = article_document(article, previous, history_size=settings.history_size, now=now)
-        if not await versioned_upsert(articles, article.id, article.version, doc):
-            log.info("stale_version_ignored", reason="a newer version was written concurrently")
-            return
-        new_state = {**doc, "version": article.version}
-    else:
-        # Re-delivery of what is already stored: re-apply the idempotent steps below so a crash
-        # between the write and the publish loses nothing.
-        new_state = previous
-        previous = None
+    msg: Message | None
+    event: IngestedEvent
+    previous: dict[str, Any] | None  # the document it replaced (None: new, or a re-delivery)
+    new_state: dict[str, Any]
 
-    await insert_once(db[VERSIONS], {"_id": f"{article.id}:{article.version}", "article_id": article.id,
-                                     **article.model_dump(mode="python", exclude={"id"}), "stored_at": now})
+    @property
+    def article(self) -> Article:
+        return self.event.payload.article
 
-    old_fronts = fronts_of(previous, settings.tag_fronts_per_article)
-    new_fronts = fronts_of(new_state, settings.tag_fronts_per_article)
-    teaser = teaser_of(article) if article.pub_status == "usable" else None
-    for (key, bucket), meta in new_fronts.items():
-        await update_listing(db, key, bucket, meta, article.id, teaser)
-    for (key, bucket), meta in old_fronts.items():
-        if (key, bucket) not in new_fronts:
-            await update_listing(db, key, bucket, meta, article.id, None)
-    if article.pub_status != "usable" and new_state is not None and new_state.get("first_created"):
+
+def listing_changes(outcome: Outcome, tag_limit: int) -> list[ListingChange]:
+    """The listing changes of one stored version, in the order they must be applied."""
+    article = outcome.article
+    old_fronts = fronts_of(outcome.previous, tag_limit)
+    new_fronts = fronts_of(outcome.new_state, tag_limit)
+    teaser = teaser_of(article).model_dump(mode="python") if article.pub_status == "usable" else None
+    changes = [ListingChange(key, bucket, meta, article.id, teaser) for (key, bucket), meta in new_fronts.items()]
+    changes += [ListingChange(key, bucket, meta, article.id, None)
+                for (key, bucket), meta in old_fronts.items() if (key, bucket) not in new_fronts]
+    if article.pub_status != "usable" and outcome.new_state.get("first_created"):
         # Killed/withheld: make sure it leaves the lists it was in (also on a re-delivery).
-        for (key, bucket), meta in fronts_of({**new_state, "pub_status": "usable"}, settings.tag_fronts_per_article).items():
-            await update_listing(db, key, bucket, meta, article.id, None)
+        changes += [ListingChange(key, bucket, meta, article.id, None)
+                    for (key, bucket), meta in fronts_of({**outcome.new_state, "pub_status": "usable"}, tag_limit).items()]
+    return changes
 
-    earlier = [h["version"] for h in new_state.get("history", []) if h["version"] < article.version]
+
+def stored_event(outcome: Outcome) -> StoredEvent:
+    article = outcome.article
+    earlier = [h["version"] for h in outcome.new_state.get("history", []) if h["version"] < article.version]
     if article.pub_status == "canceled":
         change = "killed"
     elif article.pub_status == "withheld":
         change = "withheld"
     else:
         change = "updated" if earlier else "created"
-    stored = StoredEvent(
+    return StoredEvent(
         producer="storage",
-        correlation_id=event.correlation_id,
+        correlation_id=outcome.event.correlation_id,
         payload=ArticleStored(article=article, change=change, previous_version=max(earlier) if earlier else None),
     )
+
+
+async def apply_version(articles: AsyncCollection, msg: Message | None, event: IngestedEvent,
+                        previous: dict[str, Any] | None, settings: StorageSettings, now: datetime) -> Outcome | None:
+    """The version-guarded write of one version against the stored ``previous``; None = nothing
+    to do (stale, or conflicting content for the stored version)."""
+    article = event.payload.article
+    previous_version = int(previous["version"]) if previous else None
+    if previous_version is not None and previous_version > article.version:
+        log.info("stale_version_ignored", article_id=article.id, version=article.version, stored_version=previous_version)
+        return None
+    if previous_version == article.version and previous is not None and previous.get("content_hash") != article.content_hash:
+        log.warning("conflicting_content_for_same_version_ignored", article_id=article.id, version=article.version)
+        return None
+    if previous_version != article.version:
+        doc = article_document(article, previous, history_size=settings.history_size, now=now)
+        if not await versioned_upsert(articles, article.id, article.version, doc):
+            log.info("stale_version_ignored", article_id=article.id, version=article.version,
+                     reason="a newer version was written concurrently")
+            return None
+        return Outcome(msg, event, previous, {**doc, "version": article.version})
+    # Re-delivery of what is already stored: re-apply the idempotent steps so a crash between
+    # the write and the publish loses nothing.
+    return Outcome(msg, event, None, previous)  # type: ignore[arg-type]
+
+
+async def handle_ingested(msg: Message, *, db: AsyncDatabase, publisher: Publisher, settings: StorageSettings,
+                          known: KnownDocuments | None = None) -> None:
+    """Store one message (the fallback path; see :func:`handle_batch`)."""
+    event = decode_event(IngestedEvent, msg)
+    article = event.payload.article
+    structlog.contextvars.bind_contextvars(article_id=article.id, version=article.version, event_id=event.event_id)
+    now = datetime.now(UTC)
+    articles = db[ARTICLES]
+    previous = await articles.find_one({"_id": article.id})
+    outcome = await apply_version(articles, msg, event, previous, settings, now)
+    if outcome is None:
+        return
+    await insert_once(db[VERSIONS], version_document(article, now))
+    await apply_listing_changes(db, listing_changes(outcome, settings.tag_fronts_per_article), known)
+    stored = stored_event(outcome)
     await publisher.publish_event(settings.kafka.topic_stored, article.id, stored)
-    log.info("stored", change=change)
+    log.info("stored", change=stored.payload.change)
+
+
+# --- a whole batch -------------------------------------------------------------------------------
+def rounds(items: Sequence[tuple[Message, IngestedEvent]]) -> list[list[tuple[Message, IngestedEvent]]]:
+    """Split a batch so that each round holds an article at most once, in arrival order
+    (round 1: first occurrences, round 2: second ones, ...): versions of one article are
+    stored and announced in the order they came."""
+    seen: dict[str, int] = {}
+    out: list[list[tuple[Message, IngestedEvent]]] = []
+    for item in items:
+        article_id = item[1].payload.article.id
+        n = seen.get(article_id, 0)
+        seen[article_id] = n + 1
+        if n == len(out):
+            out.append([])
+        out[n].append(item)
+    return out
+
+
+async def insert_new(coll: AsyncCollection, docs: Sequence[dict[str, Any]]) -> set[Any]:
+    """``insert_many`` in chunks of :data:`WRITE_BATCH`, unordered; returns the ``_id`` of the
+    documents inserted. An ``_id`` that exists already is skipped (duplicate key); any other
+    write error is raised."""
+    inserted: set[Any] = set()
+    for start in range(0, len(docs), WRITE_BATCH):
+        chunk = docs[start:start + WRITE_BATCH]
+        try:
+            await coll.insert_many(chunk, ordered=False)
+            inserted.update(d["_id"] for d in chunk)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            failed = {e["index"] for e in errors}
+            inserted.update(d["_id"] for i, d in enumerate(chunk) if i not in failed)
+    return inserted
+
+
+async def store_round(items: Sequence[tuple[Message, IngestedEvent]], *, db: AsyncDatabase, publisher: Publisher,
+                      settings: StorageSettings, known: KnownDocuments | None = None) -> list[Outcome]:
+    """Store a round (each article at most once), then publish its "stored" events."""
+    now = datetime.now(UTC)
+    articles = db[ARTICLES]
+    # 1. Insert-first: an article that does not exist yet needs no read and no update.
+    fresh = {event.payload.article.id: article_document(event.payload.article, None, history_size=settings.history_size, now=now)
+             for _, event in items}
+    inserted = await insert_new(articles, [{"_id": event.payload.article.id, "version": event.payload.article.version,
+                                            **fresh[event.payload.article.id]} for _, event in items])
+    outcomes: list[Outcome] = []
+    for msg, event in items:
+        article = event.payload.article
+        if article.id in inserted:
+            outcomes.append(Outcome(msg, event, None, {**fresh[article.id], "version": article.version}))
+            continue
+        # 2. It exists: the version-guarded path (stale, re-delivery, or a newer version).
+        previous = await articles.find_one({"_id": article.id})
+        outcome = await apply_version(articles, msg, event, previous, settings, now)
+        if outcome is not None:
+            outcomes.append(outcome)
+    if not outcomes:
+        return outcomes
+    # 3. Every accepted version (immutable, keyed by id:version; already there = done).
+    await insert_new(db[VERSIONS], [version_document(o.article, now) for o in outcomes])
+    # 4. Listings: each touched bucket, then each touched index, written once for the whole round.
+    await apply_listing_changes(db, [c for o in outcomes for c in listing_changes(o, settings.tag_fronts_per_article)], known)
+    # 5. Only now announce them.
+    for o in outcomes:
+        stored = stored_event(o)
+        await publisher.publish_event(settings.kafka.topic_stored, o.article.id, stored)
+        log.info("stored", change=stored.payload.change, article_id=o.article.id, version=o.article.version,
+                 event_id=o.event.event_id, correlation_id=o.event.correlation_id,
+                 **({"topic": o.msg.topic, "partition": o.msg.partition, "offset": o.msg.offset} if o.msg else {}))
+    return outcomes
+
+
+async def handle_batch(items: Sequence[tuple[Message, IngestedEvent]], *, db: AsyncDatabase, publisher: Publisher,
+                       settings: StorageSettings, known: KnownDocuments | None = None) -> int:
+    """Store a fetched batch of decoded messages (see the module docstring). Idempotent as a
+    whole: when it fails midway, running it again (or each message on its own) is safe.
+    Returns the number of versions stored."""
+    stored = 0
+    for round_items in rounds(items):
+        stored += len(await store_round(round_items, db=db, publisher=publisher, settings=settings, known=known))
+    return stored

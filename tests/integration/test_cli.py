@@ -44,6 +44,10 @@ def json_block(out: str) -> dict:
 
 pytestmark = pytest.mark.integration
 
+# Articles of these tests are dated in the past, so they never crowd other tests' pages (the
+# pipeline is shared by the whole session; a listing shows the newest first).
+OLD = "2025-03-01T08:00:00+05:00"
+
 
 async def test_dead_letter_is_listed_and_replayed_to_its_source(pipeline, producer, run_id, capsys):
     uri = f"urn:test:{run_id}:replayed"
@@ -78,7 +82,7 @@ async def test_publish_a_directory_with_a_progress_bar(pipeline, mongo_settings,
     uris = [f"urn:test:{run_id}:bulk:{i}" for i in range(25)]
     for i, uri in enumerate(uris):
         where = folder / "nested" if i % 2 else folder
-        (where / f"{i:03d}.json").write_text(json.dumps(ninjs(uri, headline=f"Bulk item {i}")))
+        (where / f"{i:03d}.json").write_text(json.dumps(ninjs(uri, headline=f"Bulk item {i}", created=OLD)))
     settings = CliSettings(kafka=pipeline.kafka, mongo=mongo_settings)
     assert await cmd_publish(settings, [str(folder)], None, progress=True) == 0
     captured = capsys.readouterr()
@@ -102,8 +106,9 @@ async def test_status_follows_an_article_across_the_pipeline(pipeline, producer,
     first = f"urn:test:{run_id}:status:1"
     second = f"urn:test:{run_id}:status:2"
     body = "<p>The Almaty metro extension to the airport opened with six new stations and trains every four minutes.</p>"
-    await publish(producer, topic, ninjs(first, headline="Almaty metro reaches the airport", body=body))
-    await publish(producer, topic, ninjs(second, headline="Almaty metro airport line opens", body=body + "<p>More.</p>"))
+    await publish(producer, topic, ninjs(first, headline="Almaty metro reaches the airport", body=body, created=OLD))
+    await publish(producer, topic, ninjs(second, headline="Almaty metro airport line opens", body=body + "<p>More.</p>",
+                                         created=OLD))
     article_id = article_id_for(first)
 
     async def linked():
@@ -122,7 +127,7 @@ async def test_status_follows_an_article_across_the_pipeline(pipeline, producer,
     assert status["gateway"]["related"] >= 1
 
     # By id, as text; then a kill shows as gone on the gateway.
-    await publish(producer, topic, ninjs(first, version=2, status="canceled"))
+    await publish(producer, topic, ninjs(first, version=2, status="canceled", created=OLD))
 
     async def killed():
         code, _ = await pipeline.get_json(f"/api/v1/articles/{article_id}")
@@ -143,7 +148,7 @@ async def test_status_of_an_unknown_article_fails_clearly(pipeline, mongo_settin
 
 async def test_lag_lists_each_partition_of_each_group(pipeline, mongo_settings, producer, run_id, capsys):
     uri = f"urn:test:{run_id}:lag"
-    await publish(producer, pipeline.kafka.topic_upstream, ninjs(uri, headline="Lag"))
+    await publish(producer, pipeline.kafka.topic_upstream, ninjs(uri, headline="Lag", created=OLD))
 
     async def readable():
         status, _ = await pipeline.get_json(f"/api/v1/articles?uri={uri}")
