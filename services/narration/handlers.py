@@ -42,7 +42,7 @@ AUDIO_SECONDS = Counter("kazpost_narration_audio_seconds_total", "Seconds of aud
 AUDIO_BYTES = Counter("kazpost_narration_audio_bytes_total", "Bytes of audio produced", ["language"])
 FAILURES = Counter("kazpost_narration_failures_total", "Narrations that failed (each attempt)", ["language"])
 REUSED = Counter("kazpost_narration_reused_total", "New versions whose narrated text was unchanged (audio copied)")
-DELETE_BATCH = 32  # ids per delete, within the rule of at most 32 per batch
+DELETE_BATCH = 100
 
 
 async def delete_chunks(db: AsyncDatabase, article_id: str, version: int, count: int) -> None:
