@@ -4,18 +4,25 @@ Rules (fast on MongoDB and on FerretDB alike):
 - request-path reads are single ``_id`` lookups of documents shaped for the page;
 - writes are single-document and version-guarded: ``{_id, version: {$lt: v}}`` + upsert, and a
   DuplicateKeyError means the stored document is as new or newer (stale write, ignored);
+- documents with several writers (listings, subscribers) are read-modify-written under a
+  revision claim (:func:`write_revisions`), a compare-and-swap on MongoDB and FerretDB alike;
+- batches hold at most :data:`WRITE_BATCH` operations;
 - every call carries a client-side timeout (``timeoutMS`` on the client).
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError, OperationFailure
 
 from shared import metrics
 from shared.settings import MongoSettings
@@ -28,6 +35,13 @@ RELATED = "related"            # linking: related list with teasers embedded, _i
 
 SUBSCRIBERS = "subscribers"    # newsletter: one document per address, _id = subscriber id
 COLLECTIONS = (ARTICLES, VERSIONS, FRONTS, RELATED, SUBSCRIBERS, "audio", "audio_chunks")  # audio: narration, see shared/audio.py
+
+# Operations per batch (insert_many, deletes): FerretDB v1 stalls on large write batches.
+WRITE_BATCH = 32
+DUPLICATE_KEY = 11000
+# A revision claim older than this, on a document still at the revision before it, was left by a
+# writer that died between its claim and its write: that revision number is skipped.
+CLAIM_LEASE_S = 30.0
 
 
 def make_client(settings: MongoSettings, *, app_name: str,
@@ -90,6 +104,101 @@ async def insert_once(coll: AsyncCollection, doc: dict[str, Any]) -> bool:
         return False
 
 
+async def insert_new(coll: AsyncCollection, docs: Sequence[dict[str, Any]]) -> set[Any]:
+    """``insert_many`` in chunks of :data:`WRITE_BATCH`, unordered; returns the ``_id`` of the
+    documents inserted. An ``_id`` that exists already is skipped (duplicate key); any other
+    write error is raised."""
+    inserted: set[Any] = set()
+    for start in range(0, len(docs), WRITE_BATCH):
+        chunk = docs[start:start + WRITE_BATCH]
+        try:
+            await coll.insert_many(chunk, ordered=False)
+            inserted.update(d["_id"] for d in chunk)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            failed = {e["index"] for e in errors}
+            inserted.update(d["_id"] for i, d in enumerate(chunk) if i not in failed)
+    return inserted
+
+
+def claim_id(doc_id: str, rev: int) -> str:
+    """The ``_id`` of the claim on revision ``rev`` of ``doc_id`` (kept in the document's own
+    collection, so each collection keeps its single writer)."""
+    return f"claim:{doc_id}@{rev}"
+
+
+def _age_s(doc: dict[str, Any] | None, now: datetime) -> float:
+    at = (doc or {}).get("at")
+    if not isinstance(at, datetime):
+        return 0.0
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return (now - at).total_seconds()
+
+
+async def claim_revisions(coll: AsyncCollection, read_at: dict[str, int], *,
+                          lease_s: float = CLAIM_LEASE_S) -> dict[str, int]:
+    """Claim the next revision of each document, read at the revision given; returns the
+    revision won per document (documents another writer got first are left out).
+
+    A claim is the insert of a small document whose ``_id`` names the document and the revision:
+    a unique ``_id`` is the one guard that MongoDB and FerretDB v1 both enforce atomically. (An
+    update filtered on ``rev`` alone is a compare-and-swap on MongoDB, but FerretDB v1 reads the
+    matching documents, then writes them back by ``_id``, so two writers could both match.) A
+    claim older than ``lease_s`` belongs to a writer that died before writing: the next revision
+    number is tried instead (at most twice)."""
+    won: dict[str, int] = {}
+    targets = {doc_id: rev + 1 for doc_id, rev in read_at.items()}
+    for _ in range(3):
+        if not targets:
+            break
+        now = datetime.now(UTC)
+        inserted = await insert_new(coll, [{"_id": claim_id(d, t), "claim": True, "at": now} for d, t in targets.items()])
+        retry: dict[str, int] = {}
+        for doc_id, target in targets.items():
+            if claim_id(doc_id, target) in inserted:
+                won[doc_id] = target
+                continue
+            held = await coll.find_one({"_id": claim_id(doc_id, target)})
+            if held is not None and _age_s(held, now) > lease_s:
+                retry[doc_id] = target + 1  # abandoned: skip that revision
+            # else: another writer holds it, or wrote it and moved on: the caller re-reads
+        targets = retry
+    return won
+
+
+async def write_revisions(coll: AsyncCollection, updates: dict[str, tuple[int, dict[str, Any]]], *,
+                          lease_s: float = CLAIM_LEASE_S, deletes_in_flight: int = 4) -> set[str]:
+    """Compare-and-swap of several documents: ``updates`` maps a document id to the ``rev`` it
+    was read at and the fields to set. Each document is written only if no other writer changed
+    it since (see :func:`claim_revisions`); returns the ids written. The others must be read
+    again. Claims are removed once their write is done (the ``rev`` filter then guards)."""
+    if not updates:
+        return set()
+    started = time.monotonic()
+    won = await claim_revisions(coll, {doc_id: rev for doc_id, (rev, _) in updates.items()}, lease_s=lease_s)
+    written: set[str] = set()
+    for doc_id, target in won.items():
+        if time.monotonic() - started > lease_s / 2:
+            break  # too slow: others may take these claims for abandoned ones; re-read instead
+        rev, fields = updates[doc_id]
+        result = await coll.update_one({"_id": doc_id, "rev": rev}, {"$set": {**fields, "rev": target}})
+        if result.matched_count == 1:
+            written.add(doc_id)
+    # The document is past every claimed revision now (or was already): the claims can go.
+    gate = asyncio.Semaphore(deletes_in_flight)
+
+    async def release(cid: str) -> None:
+        async with gate:
+            await coll.delete_one({"_id": cid})
+
+    await asyncio.gather(*(release(claim_id(doc_id, r)) for doc_id, target in won.items()
+                           for r in range(updates[doc_id][0] + 1, target + 1)))
+    return written
+
+
 async def read_modify_write(
     coll: AsyncCollection,
     doc_id: str,
@@ -102,7 +211,9 @@ async def read_modify_write(
     ``change`` gets the current document (or None) and returns the new fields (without ``_id``
     and ``rev``) or None for "nothing to change". Returns True if something was written.
     """
-    for _ in range(attempts):
+    for attempt in range(attempts):
+        if attempt:
+            await asyncio.sleep(random.uniform(0.002, 0.02) * min(attempt, 10))  # let the winner finish
         current = await coll.find_one({"_id": doc_id})
         fields = change(current)
         if fields is None:
@@ -113,9 +224,7 @@ async def read_modify_write(
                 return True
             except DuplicateKeyError:
                 continue
-        rev = int(current.get("rev", 0))
-        result = await coll.update_one({"_id": doc_id, "rev": rev}, {"$set": {**fields, "rev": rev + 1}})
-        if result.matched_count == 1:
+        if doc_id in await write_revisions(coll, {doc_id: (int(current.get("rev", 0)), fields)}):
             return True
     raise RuntimeError(f"read_modify_write on {doc_id!r} kept losing the race")
 

@@ -9,7 +9,7 @@ Two entry points with the same guarantees:
   ``insert_many``, and the listing changes of the whole batch are merged, so each touched bucket
   and listing index is written once per batch instead of once per article (new listing
   documents with one ``insert_many``, existing ones read concurrently and updated one by one,
-  each guarded by the ``rev`` it was read at).
+  each under a claim on the revision it writes, see :func:`shared.mongo.write_revisions`).
 - :func:`handle_ingested` stores one message; the runner falls back to it when a batch fails, so
   a poison message is isolated and dead-lettered on its own.
 
@@ -29,19 +29,16 @@ from typing import Any
 import structlog
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from services.storage.settings import StorageSettings
 from shared.events import Article, ArticleStored, IngestedEvent, StoredEvent, teaser_of
 from shared.kafka import Message, Publisher, decode_event
 from shared.listings import HOME_KEY, MAX_BUCKETS, bucket_id, bucket_of, index_id, sort_items
-from shared.mongo import ARTICLES, FRONTS, VERSIONS, insert_once, read_modify_write, versioned_upsert
+from shared.mongo import (ARTICLES, FRONTS, VERSIONS, WRITE_BATCH, insert_new, insert_once, read_modify_write,
+                          versioned_upsert, write_revisions)
 
 log = structlog.get_logger("storage")
-
-# Documents per insert_many call (the data-access rule: batches of at most 32 operations).
-WRITE_BATCH = 32
-DUPLICATE_KEY = 11000
 
 
 def fronts_of(doc: dict[str, Any] | None, tag_limit: int) -> dict[tuple[str, str], dict[str, str]]:
@@ -209,6 +206,8 @@ async def write_documents(coll: AsyncCollection, changes: dict[str, Change], kno
             return await coll.find_one({"_id": doc_id})
 
     currents = await asyncio.gather(*(read(doc_id) for doc_id in rest))
+    updates: dict[str, tuple[int, dict[str, Any]]] = {}
+    slow: list[str] = []
     for doc_id, current in zip(rest, currents):
         change = changes[doc_id]
         fields = change(current)
@@ -223,15 +222,15 @@ async def write_documents(coll: AsyncCollection, changes: dict[str, Change], kno
                 written += 1
                 continue
             except DuplicateKeyError:
-                pass
+                slow.append(doc_id)
         else:
             known.add(doc_id)
-            rev = int(current.get("rev", 0))
-            result = await coll.update_one({"_id": doc_id, "rev": rev}, {"$set": {**fields, "rev": rev + 1}})
-            if result.matched_count == 1:
-                written += 1
-                continue
-        written += await read_modify_write(coll, doc_id, change)  # lost a race: the slow, safe way
+            updates[doc_id] = (int(current.get("rev", 0)), fields)
+    done = await write_revisions(coll, updates)
+    written += len(done)
+    slow.extend(doc_id for doc_id in updates if doc_id not in done)
+    for doc_id in slow:
+        written += await read_modify_write(coll, doc_id, changes[doc_id])  # lost a race: the slow, safe way
     return written
 
 
@@ -377,25 +376,6 @@ def rounds(items: Sequence[tuple[Message, IngestedEvent]]) -> list[list[tuple[Me
             out.append([])
         out[n].append(item)
     return out
-
-
-async def insert_new(coll: AsyncCollection, docs: Sequence[dict[str, Any]]) -> set[Any]:
-    """``insert_many`` in chunks of :data:`WRITE_BATCH`, unordered; returns the ``_id`` of the
-    documents inserted. An ``_id`` that exists already is skipped (duplicate key); any other
-    write error is raised."""
-    inserted: set[Any] = set()
-    for start in range(0, len(docs), WRITE_BATCH):
-        chunk = docs[start:start + WRITE_BATCH]
-        try:
-            await coll.insert_many(chunk, ordered=False)
-            inserted.update(d["_id"] for d in chunk)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            failed = {e["index"] for e in errors}
-            inserted.update(d["_id"] for i, d in enumerate(chunk) if i not in failed)
-    return inserted
 
 
 async def store_round(items: Sequence[tuple[Message, IngestedEvent]], *, db: AsyncDatabase, publisher: Publisher,
