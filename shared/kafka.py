@@ -1,6 +1,8 @@
 """Kafka runtime shared by every service.
 
 - :func:`make_producer`: idempotent producer (acks=all), batching (never await each send).
+- :class:`ResilientProducer`: that producer, replaced by a new one when it has died (an
+  idempotent producer stops for good on some broker answers, e.g. after a long outage).
 - :class:`Publisher`: queues sends; :meth:`Publisher.drain` awaits their acknowledgements.
 - :class:`ConsumerRunner`: the consumer loop: fetch a batch, run the handler per message with
   bounded retries for transient errors, dead-letter poison messages with the reason in headers,
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
@@ -105,6 +108,89 @@ def make_producer(settings: KafkaSettings, client_id: str, **overrides: Any) -> 
     return AIOKafkaProducer(**options)
 
 
+class ResilientProducer:
+    """An idempotent producer that replaces itself once it has died.
+
+    aiokafka's idempotent producer stops sending for good when its sender fails (for instance
+    ``OutOfOrderSequenceNumber`` after the broker was away longer than the delivery timeout):
+    the failed batches' futures get the error, and later sends are queued but never delivered.
+    Before each send and flush this wrapper checks the sender and, if it has stopped, closes that
+    producer and starts a new one (a new producer id). Deliveries that failed with the old one
+    are sent again by :class:`Publisher` and the dead-letter path, so nothing is skipped; a
+    message the broker may have written before the failure can arrive twice, which consumers
+    treat as a re-delivery (their effects are idempotent)."""
+
+    def __init__(self, factory: Callable[[], AIOKafkaProducer], *, service: str, stop_timeout_s: float = 10.0) -> None:
+        self._factory = factory
+        self._service = service
+        self._stop_timeout_s = stop_timeout_s
+        self._inner: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+        self.replacements = 0
+
+    @staticmethod
+    def is_dead(producer: AIOKafkaProducer) -> bool:
+        task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+        return task is not None and task.done()
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self._inner is None:
+                self._inner = await self._started()
+
+    async def _started(self) -> AIOKafkaProducer:
+        producer = self._factory()
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        return producer
+
+    async def _alive(self) -> AIOKafkaProducer:
+        inner = self._inner
+        if inner is not None and not self.is_dead(inner):
+            return inner
+        async with self._lock:
+            if self._inner is not None and not self.is_dead(self._inner):
+                return self._inner
+            old, self._inner = self._inner, None
+            if old is not None:
+                task = old._sender.sender_task  # type: ignore[attr-defined]
+                error = task.exception() if not task.cancelled() else None
+                log.warning("producer_replaced", service=self._service, error=repr(error))
+                metrics.PRODUCER_REPLACED.labels(self._service).inc()
+                self.replacements += 1
+                with contextlib.suppress(Exception):  # its queue can never drain: do not wait for it
+                    await asyncio.wait_for(old.stop(), self._stop_timeout_s)
+            self._inner = await self._started()
+            return self._inner
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                   headers: Sequence[tuple[str, bytes]] | None = None) -> asyncio.Future:
+        producer = await self._alive()
+        return await producer.send(topic, value=value, key=key, headers=headers)
+
+    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                            headers: Sequence[tuple[str, bytes]] | None = None) -> Any:
+        return await (await self.send(topic, value=value, key=key, headers=headers))
+
+    async def flush(self) -> None:
+        await (await self._alive()).flush()
+
+    async def stop(self) -> None:
+        async with self._lock:
+            inner, self._inner = self._inner, None
+        if inner is None:
+            return
+        if self.is_dead(inner):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(inner.stop(), self._stop_timeout_s)
+        else:
+            await inner.stop()  # flushes what is queued
+
+
 def make_consumer(
     settings: KafkaSettings, topics: Sequence[str], *, group_id: str | None, client_id: str, **overrides: Any
 ) -> AIOKafkaConsumer:
@@ -135,7 +221,7 @@ _Send = tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]  # topic, value
 class Publisher:
     """Queues sends on an idempotent producer; ``drain()`` awaits all acknowledgements."""
 
-    def __init__(self, producer: AIOKafkaProducer, *, service: str) -> None:
+    def __init__(self, producer: AIOKafkaProducer | ResilientProducer, *, service: str) -> None:
         self._producer = producer
         self._service = service
         self._pending: list[tuple[asyncio.Future, _Send]] = []
@@ -236,7 +322,7 @@ class ConsumerRunner:
         handler: Handler,
         *,
         service: str,
-        dlq_producer: AIOKafkaProducer,
+        dlq_producer: AIOKafkaProducer | ResilientProducer,
         publisher: Publisher | None = None,
         retry: RetrySettings | None = None,
         dlq_suffix: str = ".dlq",

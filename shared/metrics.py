@@ -14,6 +14,9 @@ MESSAGES_CONSUMED = Counter(
     "kazpost_messages_consumed_total", "Messages handled, by outcome", ["service", "topic", "outcome"]
 )
 MESSAGES_PRODUCED = Counter("kazpost_messages_produced_total", "Messages produced", ["service", "topic"])
+PRODUCER_REPLACED = Counter(
+    "kazpost_producer_replaced_total", "Kafka producers replaced after their sender stopped for good", ["service"]
+)
 HANDLER_SECONDS = Histogram(
     "kazpost_handler_seconds", "Time to handle one message (retries included)", ["service", "topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),

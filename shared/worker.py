@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import structlog
 from aiohttp import web
 
-from shared.kafka import ConsumerRunner, Handler, Publisher, make_consumer, make_producer
+from shared.kafka import ConsumerRunner, Handler, Publisher, ResilientProducer, make_consumer, make_producer
 from shared.runtime import ReadyCheck, install_stop_signals, start_ops_server
 from shared.settings import KafkaSettings, RetrySettings
 
@@ -42,7 +42,7 @@ class Worker:
         background: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self.service = service
-        self.producer = make_producer(kafka, service)
+        self.producer = ResilientProducer(lambda: make_producer(kafka, service), service=service)
         self.publisher = Publisher(self.producer, service=service)
         # Subscribed (with the rebalance listener) by the runner, before start: subscribing twice
         # makes aiokafka rejoin the group and its fetcher fail.
