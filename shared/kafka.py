@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, ProducerFenced,
+                             TopicAlreadyExistsError, UnknownProducerId)
 
 from pydantic import ValidationError
 
@@ -108,23 +109,30 @@ def make_producer(settings: KafkaSettings, client_id: str, **overrides: Any) -> 
     return AIOKafkaProducer(**options)
 
 
-class ResilientProducer:
-    """An idempotent producer that replaces itself once it has died.
+# Delivery errors after which an idempotent producer's sequence numbers no longer match the
+# broker's: every later batch to that partition fails the same way (aiokafka does not reset the
+# producer id as the Java client does), so the producer must be replaced.
+BROKEN_PRODUCER_ERRORS = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, ProducerFenced)
 
-    aiokafka's idempotent producer stops sending for good when its sender fails (for instance
-    ``OutOfOrderSequenceNumber`` after the broker was away longer than the delivery timeout):
-    the failed batches' futures get the error, and later sends are queued but never delivered.
-    Before each send and flush this wrapper checks the sender and, if it has stopped, closes that
-    producer and starts a new one (a new producer id). Deliveries that failed with the old one
-    are sent again by :class:`Publisher` and the dead-letter path, so nothing is skipped; a
-    message the broker may have written before the failure can arrive twice, which consumers
-    treat as a re-delivery (their effects are idempotent)."""
+
+class ResilientProducer:
+    """An idempotent producer that replaces itself once it cannot deliver any more.
+
+    aiokafka's idempotent producer does not recover from some broker answers: after the broker
+    was away longer than the delivery timeout, batches fail with ``OutOfOrderSequenceNumber``
+    (and every later batch to that partition too), and when its sender task fails, later sends
+    are queued but never delivered. This wrapper watches the deliveries and the sender; before
+    the next send or flush it closes such a producer and starts a new one (a new producer id).
+    Deliveries that failed are sent again by :class:`Publisher` and the dead-letter path, so
+    nothing is skipped; a message the broker may have written before the failure can arrive
+    twice, which consumers treat as a re-delivery (their effects are idempotent)."""
 
     def __init__(self, factory: Callable[[], AIOKafkaProducer], *, service: str, stop_timeout_s: float = 10.0) -> None:
         self._factory = factory
         self._service = service
         self._stop_timeout_s = stop_timeout_s
         self._inner: AIOKafkaProducer | None = None
+        self._broken: tuple[AIOKafkaProducer, BaseException] | None = None  # a producer that failed a delivery for good
         self._lock = asyncio.Lock()
         self.replacements = 0
 
@@ -132,6 +140,15 @@ class ResilientProducer:
     def is_dead(producer: AIOKafkaProducer) -> bool:
         task = getattr(getattr(producer, "_sender", None), "sender_task", None)
         return task is not None and task.done()
+
+    def _usable(self, producer: AIOKafkaProducer | None) -> bool:
+        return producer is not None and not self.is_dead(producer) and (self._broken is None or self._broken[0] is not producer)
+
+    def _watch(self, producer: AIOKafkaProducer, fut: asyncio.Future) -> None:
+        def done(f: asyncio.Future) -> None:
+            if not f.cancelled() and isinstance(f.exception(), BROKEN_PRODUCER_ERRORS) and self._broken is None:
+                self._broken = (producer, f.exception())  # type: ignore[assignment]
+        fut.add_done_callback(done)
 
     async def start(self) -> None:
         async with self._lock:
@@ -150,15 +167,19 @@ class ResilientProducer:
 
     async def _alive(self) -> AIOKafkaProducer:
         inner = self._inner
-        if inner is not None and not self.is_dead(inner):
-            return inner
+        if self._usable(inner):
+            return inner  # type: ignore[return-value]
         async with self._lock:
-            if self._inner is not None and not self.is_dead(self._inner):
-                return self._inner
+            if self._usable(self._inner):
+                return self._inner  # type: ignore[return-value]
             old, self._inner = self._inner, None
             if old is not None:
-                task = old._sender.sender_task  # type: ignore[attr-defined]
-                error = task.exception() if not task.cancelled() else None
+                if self._broken is not None and self._broken[0] is old:
+                    error: BaseException | None = self._broken[1]
+                else:
+                    task = old._sender.sender_task  # type: ignore[attr-defined]
+                    error = task.exception() if not task.cancelled() else None
+                self._broken = None
                 log.warning("producer_replaced", service=self._service, error=repr(error))
                 metrics.PRODUCER_REPLACED.labels(self._service).inc()
                 self.replacements += 1
@@ -170,7 +191,9 @@ class ResilientProducer:
     async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
                    headers: Sequence[tuple[str, bytes]] | None = None) -> asyncio.Future:
         producer = await self._alive()
-        return await producer.send(topic, value=value, key=key, headers=headers)
+        fut = await producer.send(topic, value=value, key=key, headers=headers)
+        self._watch(producer, fut)
+        return fut
 
     async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None,
                             headers: Sequence[tuple[str, bytes]] | None = None) -> Any:
@@ -184,7 +207,7 @@ class ResilientProducer:
             inner, self._inner = self._inner, None
         if inner is None:
             return
-        if self.is_dead(inner):
+        if not self._usable(inner):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(inner.stop(), self._stop_timeout_s)
         else:

@@ -51,7 +51,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from shared.events import article_id_for
-from shared.kafka import all_topics, ensure_topics
+from shared.kafka import ResilientProducer, all_topics, ensure_topics
 from shared.listings import HOME_KEY, bucket_id, index_id
 from shared.mongo import ARTICLES, FRONTS, RELATED, VERSIONS, database, init_database, make_client
 from shared.settings import MongoSettings
@@ -294,8 +294,11 @@ class Observer:
 # ---------------------------------------------------------------------------------------------
 class Upstream:
     def __init__(self, bootstrap_servers: str, topic: str) -> None:
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=True, acks="all",
-                                         client_id="chaos-upstream")
+        # A well-behaved source: an idempotent producer, replaced when a broker outage breaks it
+        # (see shared.kafka.ResilientProducer), so it keeps re-sending what was not acknowledged.
+        self.producer = ResilientProducer(lambda: AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers, enable_idempotence=True, acks="all", client_id="chaos-upstream"),
+            service="chaos-upstream")
         self.topic = topic
         self.acked: dict[tuple[str, int], float] = {}     # (article id, version) -> wall time of the ack
         self.failed: dict[tuple[str, int], str] = {}      # never acknowledged: last error

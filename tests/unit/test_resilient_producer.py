@@ -1,5 +1,7 @@
-"""A producer whose sender stopped for good (as aiokafka's idempotent producer does on
-``OutOfOrderSequenceNumber``) is replaced, and what it failed to deliver is sent again."""
+"""An idempotent producer that cannot deliver any more is replaced, and what it failed to
+deliver is sent again: one whose deliveries fail with ``OutOfOrderSequenceNumber`` (its sequence
+numbers no longer match the broker's, as after a long broker outage) and one whose sender task
+stopped."""
 
 from __future__ import annotations
 
@@ -39,6 +41,12 @@ class FakeProducer:
         self.pending.append(fut)  # after die(): queued, never delivered
         return fut
 
+    def reject(self) -> None:
+        """The broker refuses the pending batches; the sender goes on (and would keep failing)."""
+        for fut in self.pending:
+            fut.set_exception(OutOfOrderSequenceNumber())
+        self.pending.clear()
+
     def deliver(self) -> None:
         for fut in self.pending:
             fut.set_result(None)
@@ -75,6 +83,33 @@ async def test_a_dead_producer_is_replaced_and_its_failed_sends_go_out_again(mad
     assert len(made[1].pending) == 1  # the failed event went to the new producer
     made[1].deliver()
     await asyncio.wait_for(drain, 1)
+
+
+async def test_a_producer_whose_sequence_broke_is_replaced(made):
+    def factory() -> FakeProducer:
+        made.append(FakeProducer())
+        return made[-1]
+
+    producer = ResilientProducer(factory, service="test")  # type: ignore[arg-type]
+    await producer.start()
+    publisher = Publisher(producer, service="test")
+    await publisher.publish("out", "a", b"1")
+    await publisher.publish("out", "b", b"2")
+    made[0].reject()
+    with pytest.raises(OutOfOrderSequenceNumber):
+        await publisher.drain()
+    assert not ResilientProducer.is_dead(made[0])  # its sender still runs: only the errors tell
+
+    drain = asyncio.create_task(publisher.drain())
+    await asyncio.sleep(0.01)
+    assert len(made) == 2 and made[0].stopped and producer.replacements == 1
+    assert len(made[1].pending) == 2
+    made[1].deliver()
+    await asyncio.wait_for(drain, 1)
+    await publisher.publish("out", "c", b"3")  # the new producer stays
+    made[1].deliver()
+    await publisher.drain()
+    assert len(made) == 2
 
 
 async def test_a_live_producer_is_kept(made):
