@@ -8,7 +8,10 @@ measures what the gateway's own logic costs, not the size of its headers.
 Against a running stack with articles (``make run``), or from ``make bench`` (the suite starts
 the services and loads articles first).  Needs Debian's ``wrk``.  For each page (the newest
 article and the home page): rounds alternate gateway and baseline, ``--duration`` seconds each
-(3 × 10 s = 30 s of load per target by default), and the median round of each is kept.  Prints
+(3 × 10 s = 30 s of load per target by default), and the median round of each is kept.  Given the
+gateway's process id (``--gateway-pid``; ``make bench`` passes it) on a machine with two or more
+cores, both servers run pinned to one core and wrk to another, so the two targets get the same
+CPU and the rest of the machine's load does not land on one of them more than the other.  Prints
 req/s, p50 and p99 latency for each target and the ratio gateway/baseline (target ≥ 0.8,
 p99 < 50 ms), and writes the figures as JSON (``--json``).
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import re
 import shutil
@@ -42,8 +46,17 @@ BARE_SERVER = textwrap.dedent('''
 ''')
 
 
-def wrk(url: str, duration: int, connections: int, threads: int) -> dict[str, float]:
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url],
+def pinning(gateway_pid: int | None) -> tuple[list[str], list[str]] | None:
+    """(server taskset prefix, wrk taskset prefix), or None when pinning is not possible."""
+    if gateway_pid is None or not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2:
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    server_cpu, client_cpus = cpus[-1], ",".join(str(c) for c in cpus[:-1])
+    return ["taskset", "-c", str(server_cpu)], ["taskset", "-c", client_cpus]
+
+
+def wrk(url: str, duration: int, connections: int, threads: int, prefix: list[str] | None = None) -> dict[str, float]:
+    out = subprocess.run([*(prefix or []), "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url],
                          check=True, capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
@@ -66,10 +79,26 @@ def default_paths(gateway: str) -> list[str]:
 
 
 def measure(gateway: str, paths: list[str] | None = None, *, duration: int = 10, rounds: int = 3, connections: int = 64,
-            threads: int = 2, port: int = 18080) -> dict[str, Any]:
+            threads: int = 2, port: int = 18080, gateway_pid: int | None = None) -> dict[str, Any]:
     """{path: {gateway, baseline, ratio, bytes}} (median rounds)."""
     if not shutil.which("wrk"):
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    pins = pinning(gateway_pid)
+    server_pin, client_pin = pins or ([], [])
+    saved_affinity = None
+    if pins:
+        saved_affinity = os.sched_getaffinity(gateway_pid)  # type: ignore[arg-type]
+        os.sched_setaffinity(gateway_pid, {int(server_pin[-1])})  # type: ignore[arg-type]
+    try:
+        return _measure(gateway, paths, duration=duration, rounds=rounds, connections=connections, threads=threads,
+                        port=port, server_pin=server_pin, client_pin=client_pin)
+    finally:
+        if saved_affinity is not None:
+            os.sched_setaffinity(gateway_pid, saved_affinity)  # type: ignore[arg-type]
+
+
+def _measure(gateway: str, paths: list[str] | None, *, duration: int, rounds: int, connections: int, threads: int,
+             port: int, server_pin: list[str], client_pin: list[str]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for path in paths or default_paths(gateway):
         with urllib.request.urlopen(gateway + path) as r:
@@ -79,7 +108,7 @@ def measure(gateway: str, paths: list[str] | None = None, *, duration: int = 10,
         with tempfile.NamedTemporaryFile(prefix="kazpost-bench-", suffix=".body", delete=False) as f:
             f.write(body)
             tmp = f.name
-        bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, tmp, str(port), json.dumps(headers)])
+        bare = subprocess.Popen([*server_pin, sys.executable, "-c", BARE_SERVER, tmp, str(port), json.dumps(headers)])
         try:
             for _ in range(100):
                 try:
@@ -87,20 +116,20 @@ def measure(gateway: str, paths: list[str] | None = None, *, duration: int = 10,
                     break
                 except OSError:
                     time.sleep(0.1)
-            wrk(gateway + path, 3, connections, threads)  # warm-up
+            wrk(gateway + path, 3, connections, threads, client_pin)  # warm-up
             # Alternate the two targets over several rounds and keep the median round of each,
             # so a burst of other load on the machine does not decide the ratio.
             runs: dict[str, list[dict[str, float]]] = {"gateway": [], "baseline": []}
             for _ in range(rounds):
-                runs["gateway"].append(wrk(gateway + path, duration, connections, threads))
-                runs["baseline"].append(wrk(f"http://127.0.0.1:{port}{path}", duration, connections, threads))
+                runs["gateway"].append(wrk(gateway + path, duration, connections, threads, client_pin))
+                runs["baseline"].append(wrk(f"http://127.0.0.1:{port}{path}", duration, connections, threads, client_pin))
             gw, base = (sorted(runs[k], key=lambda r: r["rps"])[len(runs[k]) // 2] for k in ("gateway", "baseline"))
         finally:
             bare.terminate()
             bare.wait()
             pathlib.Path(tmp).unlink(missing_ok=True)
         results[path] = {"gateway": gw, "baseline": base, "ratio": gw["rps"] / base["rps"], "bytes": len(body),
-                         "rounds": runs}
+                         "rounds": runs, "pinned": bool(server_pin)}
     return results
 
 
@@ -110,7 +139,8 @@ def print_results(results: dict[str, Any]) -> None:
         print(f"{path[:60]:<60} {res['bytes']:>7} B")
         print(f"  gateway : {gw['rps']:>8.0f} req/s  p50 {gw['p50_ms']:6.2f} ms  p99 {gw['p99_ms']:6.2f} ms  non-2xx {gw['non_2xx']}")
         print(f"  baseline: {base['rps']:>8.0f} req/s  p50 {base['p50_ms']:6.2f} ms  p99 {base['p99_ms']:6.2f} ms")
-        print(f"  ratio {res['ratio']:.2f} (target ≥ 0.80), p99 {'<' if gw['p99_ms'] < 50 else '≥'} 50 ms")
+        print(f"  ratio {res['ratio']:.2f} (target ≥ 0.80), p99 {'<' if gw['p99_ms'] < 50 else '≥'} 50 ms"
+              f"{'  (servers and wrk on separate cores)' if res.get('pinned') else ''}")
 
 
 def add_rows(report, results: dict[str, Any], *, connections: int, seconds: int) -> None:
@@ -135,11 +165,13 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=18080, help="port of the bare baseline server")
+    parser.add_argument("--gateway-pid", type=int, default=None,
+                        help="pin the gateway (and the baseline) to one core and wrk to the others")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     try:
         results = measure(args.gateway, [args.path] if args.path else None, duration=args.duration, rounds=args.rounds,
-                          connections=args.connections, threads=args.threads, port=args.port)
+                          connections=args.connections, threads=args.threads, port=args.port, gateway_pid=args.gateway_pid)
     except (RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -237,7 +237,8 @@ async def run(report: Report, *, rate: float, duration: float, preload_n: int, d
             from benchmarks import gateway_bench
 
             log("P3: wrk against the gateway and the bare baseline")
-            pages = await asyncio.to_thread(gateway_bench.measure, services.gateway, **gateway)
+            pages = await asyncio.to_thread(gateway_bench.measure, services.gateway, **gateway,
+                                            gateway_pid=services.procs["gateway"].pid)
     finally:
         services.stop()
     if pages is not None:
