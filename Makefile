@@ -28,9 +28,14 @@ test: venv
 unit: venv
 	@$(VPY) -m pytest tests/unit -q
 
+# Every local stack, at the state dir the script that starts it uses (the same variables and
+# defaults): dev (run.sh), test (test.sh, badinput), bench (bench.sh), fault suite (chaos.sh).
+# A state dir that does not exist has nothing running and is not created.
 stop:
-	@bash deploy/local/stack.sh stop
-	@KAZPOST_STATE=$(CURDIR)/.run/test bash deploy/local/stack.sh stop
+	@rc=0; for state in "$${KAZPOST_STATE:-$(CURDIR)/.run/dev}" "$${KAZPOST_TEST_STATE:-$(CURDIR)/.run/test}" \
+	    "$${KAZPOST_BENCH_STATE:-$(CURDIR)/.run/bench}" "$${KAZPOST_CHAOS_STATE:-$(CURDIR)/.run/chaos}"; do \
+	  if [ -d "$$state" ]; then KAZPOST_STATE="$$state" bash deploy/local/stack.sh stop || rc=1; fi; \
+	done; exit $$rc
 
 status:
 	@bash deploy/local/stack.sh status
