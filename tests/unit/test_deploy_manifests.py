@@ -14,10 +14,15 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from pydantic import BaseModel
 
@@ -31,6 +36,9 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 COMPOSE = ROOT / "docker-compose.yml"
 K8S_VERSION = "1.33.0"
+# The Compose Specification's JSON Schema, vendored unmodified (source and version: data/README.md).
+COMPOSE_SCHEMA = Path(__file__).resolve().parent / "data" / "compose-spec.json"
+COMPOSE_SCHEMA_SHA256 = "d549057ebc2925f39f62799eab0db7b9e2c18b35b6c00595199116da3ed10e64"
 
 # compose service (= Dockerfile target = Deployment name): (port variable of its probes, consumer group?).
 SERVICES = {
@@ -276,6 +284,63 @@ def test_every_kazpost_name_is_a_real_setting() -> None:
 # ---------------------------------------------------------------------------------------------
 # docker-compose.yml
 # ---------------------------------------------------------------------------------------------
+
+def compose_errors(doc: dict[str, Any]) -> list[jsonschema.ValidationError]:
+    """Every way ``doc`` breaks the Compose Specification's schema."""
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    return list(cls(schema, format_checker=cls.FORMAT_CHECKER).iter_errors(doc))
+
+
+def test_vendored_compose_schema_is_the_recorded_one() -> None:
+    assert hashlib.sha256(COMPOSE_SCHEMA.read_bytes()).hexdigest() == COMPOSE_SCHEMA_SHA256
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    assert schema["title"] == "Compose Specification"
+    cls = jsonschema.validators.validator_for(schema, default=None)
+    assert cls is jsonschema.Draft202012Validator  # the draft it declares, known to jsonschema
+    cls.check_schema(schema)
+
+
+def test_compose_matches_the_compose_specification() -> None:
+    errors = compose_errors(compose())
+    assert not errors, [f"{'.'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in errors]
+
+
+def _set(path: tuple[str, ...], value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(doc: dict[str, Any]) -> None:
+        node = doc
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return mutate
+
+
+# A broken copy of docker-compose.yml, and the place the schema must point at.
+BROKEN_COMPOSE = {
+    "unknown top-level key": (_set(("servicess",), {}), ()),
+    "ports not a list": (_set(("services", "gateway", "ports"), "8080:8080"), ("services", "gateway", "ports")),
+    "port mapping of the wrong type": (_set(("services", "gateway", "ports"), [["8080", "8080"]]),
+                                       ("services", "gateway", "ports", 0)),
+    "unknown service key": (_set(("services", "storage", "depend_on"), ["init"]), ("services", "storage")),
+    "unknown depends_on condition": (_set(("services", "gateway", "depends_on", "linking", "condition"), "service_done"),
+                                     ("services", "gateway", "depends_on")),
+    "environment not a list or mapping": (_set(("services", "linking", "environment"), "KAZPOST_LOG_LEVEL=INFO"),
+                                          ("services", "linking", "environment")),
+    "volumes not a mapping": (_set(("volumes",), ["kafka-data"]), ("volumes",)),
+    "invalid service name": (lambda doc: doc["services"].update({"news letter": {"image": "x"}}), ("services",)),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_COMPOSE)
+def test_compose_schema_rejects_a_broken_compose_file(case: str) -> None:
+    mutate, where = BROKEN_COMPOSE[case]
+    doc = copy.deepcopy(compose())
+    mutate(doc)
+    errors = compose_errors(doc)
+    assert errors, f"{case}: accepted"
+    assert any(tuple(e.absolute_path) == where for e in errors), (
+        case, [(list(e.absolute_path), e.message) for e in errors])
+
 
 def test_compose_has_no_version_key() -> None:
     assert "version" not in compose()
