@@ -13,7 +13,10 @@ Two entry points with the same guarantees:
 - :func:`handle_ingested` stores one message; the runner falls back to it when a batch fails, so
   a poison message is isolated and dead-lettered on its own.
 
-Both: stale versions change nothing; a re-delivery of the stored version re-applies the
+Both: stale versions change nothing but the history: a version that arrives after a newer one
+(an upstream source re-sending after an outage can reorder them) is still recorded in
+``article_versions``, so every accepted version is kept, while the article, its listings and
+its events stay at the newest; a re-delivery of the stored version re-applies the
 idempotent steps (versions, listings) and re-publishes; "stored" events are published only after
 every write; the offset is committed by the runner after the events are acknowledged.
 """
@@ -342,6 +345,14 @@ async def apply_version(articles: AsyncCollection, msg: Message | None, event: I
     return Outcome(msg, event, None, previous)  # type: ignore[arg-type]
 
 
+def is_late(previous: dict[str, Any] | None, article: Article) -> bool:
+    """A valid version that arrived after a newer one was stored: kept in the history only."""
+    if previous is None or int(previous["version"]) <= article.version:
+        return False
+    log.info("late_version_recorded", article_id=article.id, version=article.version, stored_version=previous["version"])
+    return True
+
+
 async def handle_ingested(msg: Message, *, db: AsyncDatabase, publisher: Publisher, settings: StorageSettings,
                           known: KnownDocuments | None = None) -> None:
     """Store one message (the fallback path; see :func:`handle_batch`)."""
@@ -353,6 +364,8 @@ async def handle_ingested(msg: Message, *, db: AsyncDatabase, publisher: Publish
     previous = await articles.find_one({"_id": article.id})
     outcome = await apply_version(articles, msg, event, previous, settings, now)
     if outcome is None:
+        if is_late(previous, article):
+            await insert_once(db[VERSIONS], version_document(article, now))
         return
     await insert_once(db[VERSIONS], version_document(article, now))
     await apply_listing_changes(db, listing_changes(outcome, settings.tag_fronts_per_article), known)
@@ -389,6 +402,7 @@ async def store_round(items: Sequence[tuple[Message, IngestedEvent]], *, db: Asy
     inserted = await insert_new(articles, [{"_id": event.payload.article.id, "version": event.payload.article.version,
                                             **fresh[event.payload.article.id]} for _, event in items])
     outcomes: list[Outcome] = []
+    late: list[Article] = []
     for msg, event in items:
         article = event.payload.article
         if article.id in inserted:
@@ -399,10 +413,12 @@ async def store_round(items: Sequence[tuple[Message, IngestedEvent]], *, db: Asy
         outcome = await apply_version(articles, msg, event, previous, settings, now)
         if outcome is not None:
             outcomes.append(outcome)
+        elif is_late(previous, article):
+            late.append(article)
+    # 3. Every accepted version, late ones included (immutable, keyed by id:version; already there = done).
+    await insert_new(db[VERSIONS], [version_document(a, now) for a in [*(o.article for o in outcomes), *late]])
     if not outcomes:
         return outcomes
-    # 3. Every accepted version (immutable, keyed by id:version; already there = done).
-    await insert_new(db[VERSIONS], [version_document(o.article, now) for o in outcomes])
     # 4. Listings: each touched bucket, then each touched index, written once for the whole round.
     await apply_listing_changes(db, [c for o in outcomes for c in listing_changes(o, settings.tag_fronts_per_article)], known)
     # 5. Only now announce them.

@@ -415,3 +415,14 @@ async def test_listing_writes_survive_a_concurrent_writer_and_skip_known_documen
     offered = [i for i in fronts.inserted[inserted_before:] if not i.startswith("claim:")]
     assert offered == [], "known documents are not offered as new"
     assert not [i for i in fronts.docs if i.startswith("claim:")], "claims are removed once written"
+
+
+@pytest.mark.parametrize("size", [1, 2])
+async def test_a_version_arriving_after_a_newer_one_is_kept_in_the_history_only(size):
+    """An upstream re-send after an outage can deliver v1 after v2: v2 stays the article, and v1
+    is still recorded among the versions (nothing valid is lost), without a "stored" event."""
+    db, pub = await batched([ingested(7, 2, minutes=5, headline="H7 v2"), ingested(7, 1, minutes=5)], size)
+    article = db["articles"].docs[f"{7:016x}"]
+    assert article["version"] == 2 and article["headline"] == "H7 v2"
+    assert {d["version"] for d in db["article_versions"].docs.values()} == {1, 2}
+    assert len(pub.events) == 1
