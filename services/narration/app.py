@@ -102,22 +102,28 @@ class NarrationRunner(ConsumerRunner):
             async with self._lock:
                 work = asyncio.ensure_future(asyncio.gather(*(self._partition(tp, recs) for tp, recs in batch.items())))
                 stopping = asyncio.ensure_future(self._stop.wait())
+                interrupted = False
                 try:
                     while not work.done():
                         await asyncio.wait({work, stopping}, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED)
                         if stopping.done() and not work.done():
                             # Stop now rather than after the batch: what is unfinished is not
                             # committed and is narrated again (idempotently) after the restart.
+                            # A cancelled gather() ends with CancelledError as its exception, not
+                            # as cancelled(): wait for it without raising, and do not re-raise it.
                             work.cancel()
-                            with contextlib.suppress(asyncio.CancelledError):
-                                await work
+                            await asyncio.wait({work})
+                            interrupted = True
                             log.info("batch_interrupted_by_stop")
                             break
                         if not work.done():
                             await self._keepalive()
                 finally:
                     stopping.cancel()
-                if not work.cancelled():
+                if interrupted:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        work.result()  # retrieved, so it is not reported as never retrieved
+                else:
                     work.result()
                 await self._commit_processed(list(batch))
         async with self._lock:

@@ -295,11 +295,6 @@ async def test_a_new_version_with_the_same_text_copies_the_audio(env):
     assert await env.chunks_of(v1.id, 1) == []
 
 
-@pytest.mark.xfail(
-    strict=True, raises=asyncio.CancelledError,
-    reason="NarrationRunner.run re-raises the CancelledError of the batch a stop interrupted: a cancelled "
-           "gather() ends with CancelledError as its exception, so work.cancelled() is False and "
-           "work.result() raises (services/narration/app.py); remove this mark with that fix")
 async def test_stop_interrupts_a_narration_which_a_restart_does_again(run_id):
     base = KafkaSettings()
     kafka = base.model_copy(update={n: f"ns{run_id}." + getattr(base, n) for n in TOPIC_FIELDS})
