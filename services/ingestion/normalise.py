@@ -51,7 +51,22 @@ DROP_WITH_CONTENT = {"script", "style", "iframe", "object", "embed", "noscript",
 
 
 def sanitise_html(value: str) -> str:
-    """Allow-list sanitising with nh3 (Ammonia): idempotent, never leaves a script vector."""
+    """Allow-list sanitising with nh3 (Ammonia): idempotent, never leaves a script vector.
+
+    One pass can serialise a tree that the HTML parser builds differently when it reads it back
+    (``<h2><button><h2></h2></button></h2>`` gives ``<h2><h2></h2></h2>``, which parses as two
+    headings), so the output is cleaned again until it no longer changes: what is stored reads
+    back exactly as stored."""
+    out = _clean(value)
+    for _ in range(4):
+        again = _clean(out)
+        if again == out:
+            break
+        out = again
+    return out
+
+
+def _clean(value: str) -> str:
     return nh3.clean(
         value,
         tags=ALLOWED_TAGS,
