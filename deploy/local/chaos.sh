@@ -3,9 +3,9 @@
 # restarts. Arguments go to `python -m tests.chaos` (default: every scenario, 5,000 articles
 # each; e.g. ARGS="--n 500 --scenarios kill-storage,restart-kafka"). The stack is stopped at the
 # end unless KAZPOST_KEEP_STACK=1. Its own ports and state dir (never the dev or test stack):
-#   KAZPOST_CHAOS_STATE [.run/chaos]  KAZPOST_CHAOS_KAFKA_PORT [29092]
-#   KAZPOST_CHAOS_KAFKA_CONTROLLER_PORT [29093]  KAZPOST_CHAOS_PG_PORT [25433]
-#   KAZPOST_CHAOS_MONGO_PORT [27019]
+#   KAZPOST_CHAOS_STATE [.run/chaos]  KAZPOST_CHAOS_KAFKA_PORT [31092]
+#   KAZPOST_CHAOS_KAFKA_CONTROLLER_PORT [31093]  KAZPOST_CHAOS_PG_PORT [31433]
+#   KAZPOST_CHAOS_MONGO_PORT [27021]
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO="$(cd "$HERE/../.." && pwd -P)"
@@ -13,10 +13,10 @@ cd "$REPO"
 
 export PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 export KAZPOST_STATE="${KAZPOST_CHAOS_STATE:-$REPO/.run/chaos}"
-export KAZPOST_KAFKA_PORT="${KAZPOST_CHAOS_KAFKA_PORT:-29092}"
-export KAZPOST_KAFKA_CONTROLLER_PORT="${KAZPOST_CHAOS_KAFKA_CONTROLLER_PORT:-29093}"
-export KAZPOST_PG_PORT="${KAZPOST_CHAOS_PG_PORT:-25433}"
-export KAZPOST_MONGO_PORT="${KAZPOST_CHAOS_MONGO_PORT:-27019}"
+export KAZPOST_KAFKA_PORT="${KAZPOST_CHAOS_KAFKA_PORT:-31092}"
+export KAZPOST_KAFKA_CONTROLLER_PORT="${KAZPOST_CHAOS_KAFKA_CONTROLLER_PORT:-31093}"
+export KAZPOST_PG_PORT="${KAZPOST_CHAOS_PG_PORT:-31433}"
+export KAZPOST_MONGO_PORT="${KAZPOST_CHAOS_MONGO_PORT:-27021}"
 
 stack() { bash "$HERE/stack.sh" "$@"; }
 if [ "${KAZPOST_KEEP_STACK:-0}" != 1 ]; then
