@@ -56,6 +56,12 @@ class TransientError(Exception):
     """A dependency failed in a way that may pass (timeout, connection refused): retry."""
 
 
+class StoppedWithoutCommit(Exception):
+    """A stop was asked for and the final acknowledgements or commit kept failing past the
+    runner's ``stop_grace_s`` (the broker is away): the runner gives up instead of hanging. The
+    uncommitted messages are processed again after the restart (idempotently)."""
+
+
 @dataclass(slots=True)
 class Message:
     topic: str
@@ -174,11 +180,10 @@ class ResilientProducer:
                 return self._inner  # type: ignore[return-value]
             old, self._inner = self._inner, None
             if old is not None:
+                task = old._sender.sender_task  # type: ignore[attr-defined]
+                error: BaseException | None = task.exception() if task is not None and task.done() and not task.cancelled() else None
                 if self._broken is not None and self._broken[0] is old:
-                    error: BaseException | None = self._broken[1]
-                else:
-                    task = old._sender.sender_task  # type: ignore[attr-defined]
-                    error = task.exception() if not task.cancelled() else None
+                    error = self._broken[1]
                 self._broken = None
                 log.warning("producer_replaced", service=self._service, error=repr(error))
                 metrics.PRODUCER_REPLACED.labels(self._service).inc()
@@ -211,7 +216,12 @@ class ResilientProducer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(inner.stop(), self._stop_timeout_s)
         else:
-            await inner.stop()  # flushes what is queued
+            # Flushes what is queued; bounded, since with the broker away it would wait for every
+            # batch to expire. What is unsent belongs to messages not committed (sent again later).
+            try:
+                await asyncio.wait_for(inner.stop(), 3 * self._stop_timeout_s)
+            except asyncio.TimeoutError:
+                log.warning("producer_stop_timed_out", service=self._service)
 
 
 def make_consumer(
@@ -352,6 +362,7 @@ class ConsumerRunner:
         is_transient: TransientCheck = _default_transient,
         max_records: int = 200,
         unexpected_attempts: int = 3,
+        stop_grace_s: float = 20.0,
     ) -> None:
         self.consumer = consumer
         self.topics = list(topics)
@@ -364,6 +375,8 @@ class ConsumerRunner:
         self.is_transient = is_transient
         self.max_records = max_records
         self.unexpected_attempts = unexpected_attempts
+        self.stop_grace_s = stop_grace_s
+        self._stop_at: float | None = None
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
         self._processed: dict[TopicPartition, int] = {}
@@ -374,6 +387,8 @@ class ConsumerRunner:
         self.consumer.subscribe(self.topics, listener=_Rebalance(self))
 
     def stop(self) -> None:
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()
         self._stop.set()
 
     @property
@@ -440,6 +455,8 @@ class ConsumerRunner:
             except Exception as exc:
                 if not self.is_transient(exc):
                     raise  # a bug or a rejected send: crash, restart, re-process (idempotent)
+                if self._stop_at is not None and time.monotonic() - self._stop_at > self.stop_grace_s:
+                    raise StoppedWithoutCommit(f"{what} still failing {self.stop_grace_s:g} s after the stop: {exc!r}") from exc
                 log.warning("retrying", what=what, error=repr(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry.max_backoff_s)

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 import structlog
 from aiohttp import web
 
-from shared.kafka import ConsumerRunner, Handler, Publisher, ResilientProducer, make_consumer, make_producer
+from shared.kafka import (ConsumerRunner, Handler, Publisher, ResilientProducer, StoppedWithoutCommit, make_consumer,
+                          make_producer)
 from shared.runtime import ReadyCheck, install_stop_signals, start_ops_server
 from shared.settings import KafkaSettings, RetrySettings
 
@@ -115,6 +116,10 @@ class Worker:
             install_stop_signals(self.stop)
         try:
             await self.runner.run()
+        except StoppedWithoutCommit as exc:
+            # Stopping with the broker away: leave without the last commit rather than hang; what
+            # was not committed is processed again after the restart (idempotently).
+            log.warning("stopped_without_final_commit", service=self.service, error=str(exc)[:300])
         finally:
             await self.close()
 

@@ -69,3 +69,20 @@ async def test_the_offset_is_committed_only_once_every_event_is_acknowledged():
     await runner._commit_processed([tp])
     assert producer.delivered == [("out", b"k", b"event")]
     assert consumer.commits == [{tp: 8}]
+
+
+async def test_a_stop_with_the_broker_away_gives_up_instead_of_hanging_and_commits_nothing():
+    from shared.kafka import StoppedWithoutCommit
+
+    producer, consumer = FlakyProducer(failures=10**6), RecordingConsumer()  # every delivery fails
+    publisher = Publisher(producer, service="test")  # type: ignore[arg-type]
+    runner = ConsumerRunner(consumer, ["in"], handler=None, service="test", dlq_producer=producer,  # type: ignore[arg-type]
+                            publisher=publisher, retry=RetrySettings(initial_backoff_s=0.001, max_backoff_s=0.002),
+                            stop_grace_s=0.05)
+    tp = TopicPartition("in", 0)
+    await publisher.publish("out", "k", b"event")
+    runner._processed[tp] = 3
+    runner.stop()
+    with pytest.raises(StoppedWithoutCommit):
+        await asyncio.wait_for(runner._commit_processed([tp]), 5)
+    assert consumer.commits == []  # nothing committed: the message is processed again after a restart
