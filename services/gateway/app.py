@@ -115,16 +115,22 @@ async def invalidation_loop(app: web.Application) -> None:
         while True:
             batch = await consumer.getmany(timeout_ms=500, max_records=500)
             app[CACHE_LISTENING].set()
+            keys: set[str] = set()
+            fronts = False
             for records in batch.values():
                 for record in records:
                     article_id = (record.key or b"").decode("utf-8", "replace")
                     if record.topic == settings.kafka.topic_stored:
-                        cache.invalidate(f"{ARTICLES}:{article_id}")
-                        cache.invalidate_prefix(f"{FRONTS}:")
+                        keys.add(f"{ARTICLES}:{article_id}")
+                        fronts = True
                     elif record.topic == settings.kafka.topic_narrated:
-                        cache.invalidate(f"{AUDIO}:{article_id}")
+                        keys.add(f"{AUDIO}:{article_id}")
                     else:
-                        cache.invalidate(f"{RELATED}:{article_id}")
+                        keys.add(f"{RELATED}:{article_id}")
+            # One pass per batch; fronts come from an index of their keys, never a scan of the cache.
+            cache.invalidate(*keys)
+            if fronts:
+                cache.invalidate_prefix(f"{FRONTS}:")
     finally:
         await consumer.stop()
 
@@ -135,7 +141,9 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app = web.Application(middlewares=[observe], client_max_size=64 * 1024,
                           handler_args={"max_line_size": 32_768, "max_field_size": 16_384})
     app[SETTINGS] = settings
-    cache = Cache(ttl=settings.cache_ttl_s, max_entries=settings.cache_max_entries)
+    cache = Cache(ttl=settings.cache_ttl_s, max_entries=settings.cache_max_entries, max_bytes=settings.cache_max_bytes,
+                  indexed_prefixes=(f"{FRONTS}:",))
+    cache.export_metrics()
     app[CACHE] = cache
     app[CACHE_LISTENING] = asyncio.Event()
     client = make_client(settings.mongo, app_name="gateway")

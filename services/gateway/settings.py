@@ -27,7 +27,10 @@ class GatewaySettings(BaseSettings):
     page_size: int = Field(default=20, ge=1, le=100)
     # Upper bound on how long a cached document or page lives even without an event.
     cache_ttl_s: float = Field(default=30.0, ge=0)
-    cache_max_entries: int = Field(default=20_000, ge=100)
+    cache_max_entries: int = Field(default=20_000, ge=100, description="documents, and as many pages")
+    cache_max_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024 * 1024,
+        description="bytes of documents and pages together, least recently used dropped first")
     # Listen to Kafka events to drop cache entries as soon as something changes.
     cache_invalidation: bool = True
     newsletter_secret: SecretStr = Field(
