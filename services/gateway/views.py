@@ -450,7 +450,10 @@ class Views:
         slug = request.match_info["slug"]
 
         async def build() -> tuple[Page, set[str]]:
-            deps = {f"{ARTICLES}:{article_id}", f"{RELATED}:{article_id}", f"{AUDIO}:{article_id}", f"{FRONTS}:front:home"}
+            # Not the home listing: the section menu is read from it, but depending on it would
+            # drop every cached article page on every stored article. The menu follows within
+            # the page lifetime (cache_ttl_s).
+            deps = {f"{ARTICLES}:{article_id}", f"{RELATED}:{article_id}", f"{AUDIO}:{article_id}"}
             status, doc = await self._article_state(article_id)
             if status != 200 or doc is None:
                 return self.error_page(request, status), deps
