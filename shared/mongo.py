@@ -22,9 +22,10 @@ from typing import Any
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError, OperationFailure, PyMongoError
 
 from shared import metrics
+from shared.kafka import TransientError
 from shared.settings import MongoSettings
 
 # Collections and their single writers.
@@ -123,6 +124,11 @@ async def insert_new(coll: AsyncCollection, docs: Sequence[dict[str, Any]]) -> s
     return inserted
 
 
+class ContentionError(TransientError):
+    """Other writers kept changing the document (or held its next revision): retried later, like
+    any transient failure, not dead-lettered."""
+
+
 def claim_id(doc_id: str, rev: int) -> str:
     """The ``_id`` of the claim on revision ``rev`` of ``doc_id`` (kept in the document's own
     collection, so each collection keeps its single writer)."""
@@ -180,22 +186,28 @@ async def write_revisions(coll: AsyncCollection, updates: dict[str, tuple[int, d
     started = time.monotonic()
     won = await claim_revisions(coll, {doc_id: rev for doc_id, (rev, _) in updates.items()}, lease_s=lease_s)
     written: set[str] = set()
-    for doc_id, target in won.items():
-        if time.monotonic() - started > lease_s / 2:
-            break  # too slow: others may take these claims for abandoned ones; re-read instead
-        rev, fields = updates[doc_id]
-        result = await coll.update_one({"_id": doc_id, "rev": rev}, {"$set": {**fields, "rev": target}})
-        if result.matched_count == 1:
-            written.add(doc_id)
-    # The document is past every claimed revision now (or was already): the claims can go.
-    gate = asyncio.Semaphore(deletes_in_flight)
+    try:
+        for doc_id, target in won.items():
+            if time.monotonic() - started > lease_s / 2:
+                break  # too slow: others may take these claims for abandoned ones; re-read instead
+            rev, fields = updates[doc_id]
+            result = await coll.update_one({"_id": doc_id, "rev": rev}, {"$set": {**fields, "rev": target}})
+            if result.matched_count == 1:
+                written.add(doc_id)
+    finally:
+        # Written, not written, or failed (a timeout): the claims go, so that nobody waits for
+        # a lease to end. A document not written is still at the revision read (re-read it).
+        gate = asyncio.Semaphore(deletes_in_flight)
 
-    async def release(cid: str) -> None:
-        async with gate:
-            await coll.delete_one({"_id": cid})
+        async def release(cid: str) -> None:
+            async with gate:
+                try:
+                    await coll.delete_one({"_id": cid})
+                except PyMongoError:
+                    pass  # left behind: skipped after the lease
 
-    await asyncio.gather(*(release(claim_id(doc_id, r)) for doc_id, target in won.items()
-                           for r in range(updates[doc_id][0] + 1, target + 1)))
+        await asyncio.shield(asyncio.gather(*(release(claim_id(doc_id, r)) for doc_id, target in won.items()
+                                              for r in range(updates[doc_id][0] + 1, target + 1))))
     return written
 
 
@@ -205,6 +217,7 @@ async def read_modify_write(
     change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
     *,
     attempts: int = 50,
+    lease_s: float = CLAIM_LEASE_S,
 ) -> bool:
     """Optimistic update of one document guarded by its ``rev`` (safe with several writers).
 
@@ -226,7 +239,7 @@ async def read_modify_write(
                 continue
         if doc_id in await write_revisions(coll, {doc_id: (int(current.get("rev", 0)), fields)}):
             return True
-    raise RuntimeError(f"read_modify_write on {doc_id!r} kept losing the race")
+    raise ContentionError(f"read_modify_write on {doc_id!r} kept losing the race")
 
 
 async def init_database(db: AsyncDatabase) -> None:

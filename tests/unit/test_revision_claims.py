@@ -11,6 +11,7 @@ import asyncio
 import copy
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.mongo import claim_id, read_modify_write, write_revisions
@@ -120,3 +121,30 @@ async def test_a_stale_read_writes_nothing():
     coll.docs["d"] = {"_id": "d", "rev": 7, "items": [1, 2, 3]}
     assert await write_revisions(coll, {"d": (5, {"items": [9]})}) == set()  # type: ignore[arg-type]
     assert coll.docs["d"]["items"] == [1, 2, 3]
+
+
+async def test_a_failed_write_releases_its_claims_so_nobody_waits_for_the_lease():
+    from pymongo.errors import NetworkTimeout
+
+    coll = FerretLikeCollection()
+    coll.docs["d"] = {"_id": "d", "rev": 3, "items": [1]}
+
+    async def timing_out(flt, update):
+        raise NetworkTimeout("timed out")
+    real_update, coll.update_one = coll.update_one, timing_out
+    with pytest.raises(NetworkTimeout):
+        await write_revisions(coll, {"d": (3, {"items": [1, 2]})})  # type: ignore[arg-type]
+    assert [k for k in coll.docs if k.startswith("claim:")] == []
+    coll.update_one = real_update
+    assert await read_modify_write(coll, "d", append(2))  # type: ignore[arg-type]
+    assert coll.docs["d"]["items"] == [1, 2]
+
+
+async def test_a_document_held_by_others_is_a_transient_failure_not_a_bug():
+    from shared.kafka import TransientError
+
+    coll = FerretLikeCollection()
+    coll.docs["d"] = {"_id": "d", "rev": 3, "items": [1]}
+    coll.docs[claim_id("d", 4)] = {"_id": claim_id("d", 4), "claim": True, "at": datetime.now(UTC)}  # a fresh claim
+    with pytest.raises(TransientError):  # retried by the consumer with backoff, past the lease
+        await read_modify_write(coll, "d", append(2), attempts=3)  # type: ignore[arg-type]
