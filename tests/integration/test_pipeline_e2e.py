@@ -342,7 +342,9 @@ async def test_article_gets_a_player_with_real_narration(pipeline, producer, run
     async def player():
         status, html, _ = await pipeline.get(f"/articles/{article_id}")
         return html if status == 200 and "<audio" in html else None
-    html = await eventually(player, timeout=60, what="the narration player")
+    # Narration takes the articles of every other test first (one real synthesis each): on a
+    # loaded 2-core machine that queue can take more than a minute.
+    html = await eventually(player, timeout=180, what="the narration player")
     url = re.search(r'<source src="(/audio/[0-9a-f]+/1\.opus)" type="audio/ogg; codecs=opus">', html).group(1)
     async with pipeline.http.get(pipeline.base_url + url, headers={"Range": "bytes=0-3"}) as r:
         assert r.status == 206 and await r.read() == b"OggS"  # an Ogg stream starts with its capture pattern
