@@ -143,8 +143,12 @@ class ResilientProducer:
         self.replacements = 0
 
     @staticmethod
-    def is_dead(producer: AIOKafkaProducer) -> bool:
-        task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    def _sender_task(producer: AIOKafkaProducer) -> asyncio.Task | None:
+        return getattr(getattr(producer, "_sender", None), "sender_task", None)
+
+    @classmethod
+    def is_dead(cls, producer: AIOKafkaProducer) -> bool:
+        task = cls._sender_task(producer)
         return task is not None and task.done()
 
     def _usable(self, producer: AIOKafkaProducer | None) -> bool:
@@ -180,8 +184,8 @@ class ResilientProducer:
                 return self._inner  # type: ignore[return-value]
             old, self._inner = self._inner, None
             if old is not None:
-                task = old._sender.sender_task  # type: ignore[attr-defined]
-                error: BaseException | None = task.exception() if task is not None and task.done() and not task.cancelled() else None
+                task = self._sender_task(old)
+                error = task.exception() if self.is_dead(old) and not task.cancelled() else None  # type: ignore[union-attr]
                 if self._broken is not None and self._broken[0] is old:
                     error = self._broken[1]
                 self._broken = None

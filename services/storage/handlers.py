@@ -363,11 +363,10 @@ async def handle_ingested(msg: Message, *, db: AsyncDatabase, publisher: Publish
     articles = db[ARTICLES]
     previous = await articles.find_one({"_id": article.id})
     outcome = await apply_version(articles, msg, event, previous, settings, now)
+    if outcome is not None or is_late(previous, article):
+        await insert_once(db[VERSIONS], version_document(article, now))
     if outcome is None:
-        if is_late(previous, article):
-            await insert_once(db[VERSIONS], version_document(article, now))
         return
-    await insert_once(db[VERSIONS], version_document(article, now))
     await apply_listing_changes(db, listing_changes(outcome, settings.tag_fronts_per_article), known)
     stored = stored_event(outcome)
     await publisher.publish_event(settings.kafka.topic_stored, article.id, stored)

@@ -61,16 +61,22 @@ class FakeProducer:
 
 @pytest.fixture
 def made() -> list[FakeProducer]:
+    """Every producer the wrapper has made, oldest first."""
     return []
 
 
-async def test_a_dead_producer_is_replaced_and_its_failed_sends_go_out_again(made):
+@pytest.fixture
+async def producer(made) -> ResilientProducer:
     def factory() -> FakeProducer:
         made.append(FakeProducer())
         return made[-1]
 
-    producer = ResilientProducer(factory, service="test")  # type: ignore[arg-type]
-    await producer.start()
+    resilient = ResilientProducer(factory, service="test")  # type: ignore[arg-type]
+    await resilient.start()
+    return resilient
+
+
+async def test_a_dead_producer_is_replaced_and_its_failed_sends_go_out_again(made, producer):
     publisher = Publisher(producer, service="test")
     await publisher.publish("out", "a", b"1")
     made[0].die()  # the broker answered OutOfOrderSequenceNumber: the sender stops for good
@@ -85,13 +91,7 @@ async def test_a_dead_producer_is_replaced_and_its_failed_sends_go_out_again(mad
     await asyncio.wait_for(drain, 1)
 
 
-async def test_a_producer_whose_sequence_broke_is_replaced(made):
-    def factory() -> FakeProducer:
-        made.append(FakeProducer())
-        return made[-1]
-
-    producer = ResilientProducer(factory, service="test")  # type: ignore[arg-type]
-    await producer.start()
+async def test_a_producer_whose_sequence_broke_is_replaced(made, producer):
     publisher = Publisher(producer, service="test")
     await publisher.publish("out", "a", b"1")
     await publisher.publish("out", "b", b"2")
@@ -112,13 +112,7 @@ async def test_a_producer_whose_sequence_broke_is_replaced(made):
     assert len(made) == 2
 
 
-async def test_a_live_producer_is_kept(made):
-    def factory() -> FakeProducer:
-        made.append(FakeProducer())
-        return made[-1]
-
-    producer = ResilientProducer(factory, service="test")  # type: ignore[arg-type]
-    await producer.start()
+async def test_a_live_producer_is_kept(made, producer):
     fut = await producer.send("out", b"x", b"k")
     made[0].deliver()
     await fut
