@@ -144,9 +144,16 @@ spawn() { # spawn PIDFILE LOGFILE CMD...
   local pidfile="$1" logfile="$2"
   shift 2
   setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >>"$logfile" 2>&1 </dev/null 9>&- &
-  local i
-  for i in $(seq 50); do [[ -s $pidfile ]] && return 0; sleep 0.1; done
-  die "could not start $1 (see $logfile)"
+  local i pid
+  for i in $(seq 50); do [[ -s $pidfile ]] && break; sleep 0.1; done
+  [[ -s $pidfile ]] || die "could not start $1 (see $logfile)"
+  # Return once the exec is done: while it runs, /proc/PID/cmdline can read empty, and a
+  # pid check in that window took the live server for a dead one (and dropped its pid file).
+  pid="$(head -n1 "$pidfile")"
+  for i in $(seq 100); do
+    [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == */bash ]] || return 0
+    sleep 0.05
+  done
 }
 
 # Send SIGTERM, wait up to SECONDS for the exit, then SIGKILL (and return 1).
