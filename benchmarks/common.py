@@ -266,6 +266,22 @@ class Services:
                     out.setdefault(op, {})["calls" if kind == "count" else "seconds"] = value
         return out
 
+    async def wait_idle(self, *, exclude: tuple[str, ...] = ("gateway",), window: float = 3.0, busy: float = 0.05,
+                        timeout: float = 600) -> float:
+        """Until the services (but ``exclude``) and the infrastructure together used less than
+        ``busy`` of a core over ``window`` seconds: the pipeline has worked off its backlog.
+        Returns the seconds waited (``timeout`` if it never settled)."""
+        started = time.monotonic()
+        before = self.cpu_seconds()
+        while time.monotonic() - started < timeout:
+            await asyncio.sleep(window)
+            after = self.cpu_seconds()
+            used = sum(after[k] - before.get(k, 0.0) for k in after if k not in exclude)
+            if used < busy * window:
+                return time.monotonic() - started
+            before = after
+        return timeout
+
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system) each running service, Kafka and the database used so far."""
         return {**{name: cpu_of(proc.pid)[0] for name, proc in self.procs.items()}, **infrastructure_cpu()}
