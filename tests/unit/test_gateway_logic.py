@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -113,15 +114,67 @@ async def test_database_unavailable_is_a_503_with_retry_after():
     from aiohttp.test_utils import TestClient, TestServer
     from pymongo.errors import ServerSelectionTimeoutError
 
-    from services.gateway.app import observe
+    from services.gateway.app import observed_routes
 
     async def down(request):
         raise ServerSelectionTimeoutError("no primary")
 
-    app = web.Application(middlewares=[observe])
-    app.router.add_get("/api/v1/articles/{id}", down)
+    app = web.Application()
+    app.add_routes(observed_routes([web.get("/api/v1/articles/{id}", down)]))
     async with TestClient(TestServer(app)) as client:
         response = await client.get("/api/v1/articles/0123456789abcdef")
         assert response.status == 503 and response.headers["Retry-After"] == "5"
         assert (await response.json())["error"]["code"] == "unavailable"
         assert response.headers["Cache-Control"] == "no-store"
+
+
+async def test_routing_errors_and_static_files_through_the_real_app():
+    """create_app's routes, without its Kafka and database clients (nothing here reads them):
+    unknown paths get our 404 page, wrong methods a 405 with Allow (JSON under /api/), static
+    files are cached pages with a year of caching and 304s, and each is measured by route."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from services.gateway.app import create_app
+    from services.gateway.settings import GatewaySettings
+    from shared import metrics
+
+    app = create_app(GatewaySettings(ops_port=None, cache_invalidation=False))
+    app.cleanup_ctx.clear()
+
+    def count(route: str, status: str) -> int:
+        series = metrics.HTTP_SECONDS._series.get((route, status))
+        return sum(series.counts) if series else 0
+
+    before = {k: count(*k) for k in [("unmatched", "404"), ("unmatched", "405"), ("/static/{name}", "200"),
+                                     ("/static/{name}", "304"), ("/static/{name}", "404")]}
+    async with TestClient(TestServer(app)) as client:
+        r = await client.get("/no/such/page")
+        assert r.status == 404 and r.content_type == "text/html"
+        assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"] and "<main" in await r.text()
+        r = await client.get("/api/v1/nothing-here")
+        assert r.status == 404 and (await r.json())["error"]["status"] == 404
+        r = await client.post("/api/v1/articles")
+        assert r.status == 405 and r.headers["Allow"].split(",")[0].strip() in ("GET", "HEAD")
+        assert "GET" in r.headers["Allow"] and (await r.json())["error"]["status"] == 405
+        r = await client.delete("/")
+        assert r.status == 405 and "GET" in r.headers["Allow"] and "Content-Security-Policy" in r.headers
+
+        css = (pathlib.Path(__file__).parents[2] / "services/gateway/static/site.css").read_bytes()
+        r = await client.get("/static/site.css", headers={"Accept-Encoding": "identity"})
+        assert r.status == 200 and await r.read() == css
+        assert r.headers["Content-Type"] == "text/css; charset=utf-8"
+        assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        r2 = await client.get("/static/site.css", headers={"If-None-Match": r.headers["ETag"]})
+        assert r2.status == 304
+        r3 = await client.get("/static/site.css", headers={"Accept-Encoding": "br"})
+        assert r3.headers["Content-Encoding"] == "br" and await r3.read() == css  # the client decodes it
+        r = await client.get("/static/logo.png")
+        assert r.status == 200 and r.headers["Content-Type"] == "image/png"
+        for missing in ("/static/nope.css", "/static/" + "a" * 300, "/static/..%2Fapp.py"):
+            r = await client.get(missing)
+            assert r.status == 404 and r.content_type == "text/html", missing
+    assert count("unmatched", "404") - before[("unmatched", "404")] == 2
+    assert count("unmatched", "405") - before[("unmatched", "405")] == 2
+    assert count("/static/{name}", "200") - before[("/static/{name}", "200")] == 3
+    assert count("/static/{name}", "304") - before[("/static/{name}", "304")] == 1
+    assert count("/static/{name}", "404") - before[("/static/{name}", "404")] == 3
