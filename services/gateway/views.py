@@ -7,6 +7,7 @@ listing), served from the in-process cache when possible.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import hashlib
 import json
@@ -346,6 +347,10 @@ class Views:
         page = self.cache.get_page(key)
         if page is not None:
             return page
+        return await self.build_page(key, build)
+
+    async def build_page(self, key: str, build: Callable[[], Awaitable[tuple[Page, set[str]]]]) -> Page:
+        """Build ``key``'s page (the cache just missed it), or wait for the build under way."""
         pending = self._building.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -365,31 +370,34 @@ class Views:
 
     async def _front_page(self, request: web.Request, key: str) -> web.StreamResponse:
         cursor = request.query.get("before") if request.query_string else None  # skip parsing when empty (hot path)
+        page_key = f"page:{key}:{cursor or ''}"
+        page = self.cache.get_page(page_key)  # the hot path: no closure, no coroutine beyond this one
+        if page is None:
+            page = await self.build_page(page_key, functools.partial(self._build_front, request, key, cursor))
+        return respond(request, page)
 
-        async def build() -> tuple[Page, set[str]]:
-            try:
-                index, items, next_cursor, deps = await self.read.listing(key, cursor=cursor, size=self.settings.page_size)
-            except ValueError:
-                raise web.HTTPBadRequest(text="malformed cursor") from None
-            if index is None and key != "home":
-                return self.error_page(request, 404), deps
-            blocks = []
-            if key == "home" and not cursor:
-                # Per-section blocks: the newest few of each section (each an _id-read listing).
-                for section in ((index or {}).get("sections") or [])[:12]:
-                    _, block_items, _, block_deps = await self.read.listing(f"section:{section['slug']}", cursor=None, size=4)
-                    deps |= block_deps
-                    if block_items:
-                        blocks.append({"section": section, "entries": block_items})
-            context = self._context(
-                request, self.settings.default_language,
-                front=index or {"kind": "home", "name": "Home"}, items=items, next_cursor=next_cursor,
-                is_first=not cursor, sections=await self._sections(), blocks=blocks,
-            )
-            page = self._render(request, "front.html", context, last_modified=(index or {}).get("updated_at"))
-            return page, deps | {f"{FRONTS}:front:home"}
-
-        return respond(request, await self.page(f"page:{key}:{cursor or ''}", build))
+    async def _build_front(self, request: web.Request, key: str, cursor: str | None) -> tuple[Page, set[str]]:
+        try:
+            index, items, next_cursor, deps = await self.read.listing(key, cursor=cursor, size=self.settings.page_size)
+        except ValueError:
+            raise web.HTTPBadRequest(text="malformed cursor") from None
+        if index is None and key != "home":
+            return self.error_page(request, 404), deps
+        blocks = []
+        if key == "home" and not cursor:
+            # Per-section blocks: the newest few of each section (each an _id-read listing).
+            for section in ((index or {}).get("sections") or [])[:12]:
+                _, block_items, _, block_deps = await self.read.listing(f"section:{section['slug']}", cursor=None, size=4)
+                deps |= block_deps
+                if block_items:
+                    blocks.append({"section": section, "entries": block_items})
+        context = self._context(
+            request, self.settings.default_language,
+            front=index or {"kind": "home", "name": "Home"}, items=items, next_cursor=next_cursor,
+            is_first=not cursor, sections=await self._sections(), blocks=blocks,
+        )
+        page = self._render(request, "front.html", context, last_modified=(index or {}).get("updated_at"))
+        return page, deps | {f"{FRONTS}:front:home"}
 
     async def home(self, request: web.Request) -> web.StreamResponse:
         return await self._front_page(request, "home")
@@ -447,48 +455,49 @@ class Views:
 
     async def article(self, request: web.Request) -> web.StreamResponse:
         article_id = request.match_info["id"]
-        slug = request.match_info["slug"]
-
-        async def build() -> tuple[Page, set[str]]:
-            # Not the home listing: the section menu is read from it, but depending on it would
-            # drop every cached article page on every stored article. The menu follows within
-            # the page lifetime (cache_ttl_s).
-            deps = {f"{ARTICLES}:{article_id}", f"{RELATED}:{article_id}", f"{AUDIO}:{article_id}"}
-            status, doc = await self._article_state(article_id)
-            if status != 200 or doc is None:
-                return self.error_page(request, status), deps
-            related_doc = await self.read.get(RELATED, article_id)
-            audio = audio_of(doc, await self.read.get(AUDIO, article_id))
-            now = now_utc()
-            related = [
-                r["teaser"] for r in (related_doc or {}).get("items", [])
-                if visible(r["teaser"], now) and r["teaser"]["id"] != article_id
-            ]
-            also_reported = [t for t in (related_doc or {}).get("also_reported", []) if visible(t, now)]
-            from services.gateway.discovery import article_meta  # local: discovery imports views
-
-            translations = []
-            for t in (doc.get("translations") or [])[:10]:
-                deps.add(f"{ARTICLES}:{t['id']}")
-                t_status, t_doc = await self._article_state(t["id"])
-                if t_status == 200 and t_doc is not None:
-                    translations.append({"language": t["language"], "path": article_path({"id": t["id"], "slug": t_doc["slug"]}),
-                                         "headline": t_doc["headline"]})
-            article = {**doc, "id": article_id, "audio": audio, "translations": translations}
-            context = self._context(
-                request, doc.get("language", "en"), article=article, related=related, also_reported=also_reported,
-                updated=len(doc.get("history", [])) > 1 or doc["version_created"] > doc["first_created"],
-                sections=await self._sections(), canonical=article_path(article),
-                meta=article_meta(self.settings, article, related),
-            )
-            page = self._render(request, "article.html", context, last_modified=doc.get("stored_at"),
-                                headers={"Content-Language": doc.get("language", "en")}, slug=doc["slug"])
-            return page, deps
-
-        page = await self.page(f"page:article:{article_id}", build)
-        if page.status == 200 and page.slug and slug != page.slug:
+        key = f"page:article:{article_id}"
+        page = self.cache.get_page(key)  # the hot path: no closure, no coroutine beyond this one
+        if page is None:
+            page = await self.build_page(key, functools.partial(self._article_page, request, article_id))
+        if page.status == 200 and page.slug and request.match_info["slug"] != page.slug:
             raise web.HTTPMovedPermanently(location=f"/articles/{article_id}/{page.slug}")
         return respond(request, page)
+
+    async def _article_page(self, request: web.Request, article_id: str) -> tuple[Page, set[str]]:
+        # Not the home listing: the section menu is read from it, but depending on it would
+        # drop every cached article page on every stored article. The menu follows within
+        # the page lifetime (cache_ttl_s).
+        deps = {f"{ARTICLES}:{article_id}", f"{RELATED}:{article_id}", f"{AUDIO}:{article_id}"}
+        status, doc = await self._article_state(article_id)
+        if status != 200 or doc is None:
+            return self.error_page(request, status), deps
+        related_doc = await self.read.get(RELATED, article_id)
+        audio = audio_of(doc, await self.read.get(AUDIO, article_id))
+        now = now_utc()
+        related = [
+            r["teaser"] for r in (related_doc or {}).get("items", [])
+            if visible(r["teaser"], now) and r["teaser"]["id"] != article_id
+        ]
+        also_reported = [t for t in (related_doc or {}).get("also_reported", []) if visible(t, now)]
+        from services.gateway.discovery import article_meta  # local: discovery imports views
+
+        translations = []
+        for t in (doc.get("translations") or [])[:10]:
+            deps.add(f"{ARTICLES}:{t['id']}")
+            t_status, t_doc = await self._article_state(t["id"])
+            if t_status == 200 and t_doc is not None:
+                translations.append({"language": t["language"], "path": article_path({"id": t["id"], "slug": t_doc["slug"]}),
+                                     "headline": t_doc["headline"]})
+        article = {**doc, "id": article_id, "audio": audio, "translations": translations}
+        context = self._context(
+            request, doc.get("language", "en"), article=article, related=related, also_reported=also_reported,
+            updated=len(doc.get("history", [])) > 1 or doc["version_created"] > doc["first_created"],
+            sections=await self._sections(), canonical=article_path(article),
+            meta=article_meta(self.settings, article, related),
+        )
+        page = self._render(request, "article.html", context, last_modified=doc.get("stored_at"),
+                            headers={"Content-Language": doc.get("language", "en")}, slug=doc["slug"])
+        return page, deps
 
     async def search(self, request: web.Request) -> web.StreamResponse:
         query = request.query.get("q", "").strip()[:200]
