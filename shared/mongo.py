@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -129,6 +130,33 @@ class ContentionError(TransientError):
     any transient failure, not dead-lettered."""
 
 
+_owner = ""
+# Claims whose release the database did not confirm, deleted again in the background.
+_releasing: set[asyncio.Task[None]] = set()
+
+
+def claim_owner() -> str:
+    """This process's mark on the claims it makes: a release deletes only its own claim (a
+    delete that timed out may have been applied, and the revision claimed again by another)."""
+    global _owner
+    if not _owner:
+        _owner = uuid.uuid4().hex
+    return _owner
+
+
+async def _release_later(coll: AsyncCollection, claim: dict[str, Any], until: float) -> None:
+    """Keep deleting ``claim`` (a filter) while the database does not answer, until ``until``
+    (monotonic; the lease would end then anyway): once the connection is back, the next writer
+    need not wait for the lease."""
+    while time.monotonic() < until:
+        await asyncio.sleep(1.0)
+        try:
+            await coll.delete_one(claim)
+            return
+        except PyMongoError:
+            continue
+
+
 def claim_id(doc_id: str, rev: int) -> str:
     """The ``_id`` of the claim on revision ``rev`` of ``doc_id`` (kept in the document's own
     collection, so each collection keeps its single writer)."""
@@ -144,8 +172,8 @@ def _age_s(doc: dict[str, Any] | None, now: datetime) -> float:
     return (now - at).total_seconds()
 
 
-async def claim_revisions(coll: AsyncCollection, read_at: dict[str, int], *,
-                          lease_s: float = CLAIM_LEASE_S) -> dict[str, int]:
+async def claim_revisions(coll: AsyncCollection, read_at: dict[str, int], *, lease_s: float = CLAIM_LEASE_S,
+                          abandoned: dict[str, dict[str, Any]] | None = None) -> dict[str, int]:
     """Claim the next revision of each document, read at the revision given; returns the
     revision won per document (documents another writer got first are left out).
 
@@ -154,14 +182,16 @@ async def claim_revisions(coll: AsyncCollection, read_at: dict[str, int], *,
     update filtered on ``rev`` alone is a compare-and-swap on MongoDB, but FerretDB v1 reads the
     matching documents, then writes them back by ``_id``, so two writers could both match.) A
     claim older than ``lease_s`` belongs to a writer that died before writing: the next revision
-    number is tried instead (at most twice)."""
+    number is tried instead (at most twice), and the claim is put in ``abandoned`` (claim id →
+    the filter that deletes just that claim)."""
     won: dict[str, int] = {}
     targets = {doc_id: rev + 1 for doc_id, rev in read_at.items()}
     for _ in range(3):
         if not targets:
             break
         now = datetime.now(UTC)
-        inserted = await insert_new(coll, [{"_id": claim_id(d, t), "claim": True, "at": now} for d, t in targets.items()])
+        inserted = await insert_new(coll, [{"_id": claim_id(d, t), "claim": True, "at": now, "owner": claim_owner()}
+                                           for d, t in targets.items()])
         retry: dict[str, int] = {}
         for doc_id, target in targets.items():
             if claim_id(doc_id, target) in inserted:
@@ -170,6 +200,8 @@ async def claim_revisions(coll: AsyncCollection, read_at: dict[str, int], *,
             held = await coll.find_one({"_id": claim_id(doc_id, target)})
             if held is not None and _age_s(held, now) > lease_s:
                 retry[doc_id] = target + 1  # abandoned: skip that revision
+                if abandoned is not None:
+                    abandoned[held["_id"]] = {"_id": held["_id"], "at": held.get("at")}
             # else: another writer holds it, or wrote it and moved on: the caller re-reads
         targets = retry
     return won
@@ -184,7 +216,9 @@ async def write_revisions(coll: AsyncCollection, updates: dict[str, tuple[int, d
     if not updates:
         return set()
     started = time.monotonic()
-    won = await claim_revisions(coll, {doc_id: rev for doc_id, (rev, _) in updates.items()}, lease_s=lease_s)
+    abandoned: dict[str, dict[str, Any]] = {}
+    won = await claim_revisions(coll, {doc_id: rev for doc_id, (rev, _) in updates.items()}, lease_s=lease_s,
+                                abandoned=abandoned)
     written: set[str] = set()
     try:
         for doc_id, target in won.items():
@@ -198,13 +232,18 @@ async def write_revisions(coll: AsyncCollection, updates: dict[str, tuple[int, d
         # Written, not written, or failed (a timeout): the claims go, so that nobody waits for
         # a lease to end. A document not written is still at the revision read (re-read it).
         gate = asyncio.Semaphore(deletes_in_flight)
+        owner = claim_owner()
 
         async def release(cid: str) -> None:
             async with gate:
+                # Ours, or one we found abandoned (as we found it: not a newer one of that id).
+                claim = abandoned.get(cid) or {"_id": cid, "owner": owner}
                 try:
-                    await coll.delete_one({"_id": cid})
-                except PyMongoError:
-                    pass  # left behind: skipped after the lease
+                    await coll.delete_one(claim)
+                except PyMongoError:  # the database is away: again in the background, else the lease ends it
+                    task = asyncio.get_running_loop().create_task(_release_later(coll, claim, time.monotonic() + lease_s))
+                    _releasing.add(task)
+                    task.add_done_callback(_releasing.discard)
 
         await asyncio.shield(asyncio.gather(*(release(claim_id(doc_id, r)) for doc_id, target in won.items()
                                               for r in range(updates[doc_id][0] + 1, target + 1))))

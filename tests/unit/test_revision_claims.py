@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from shared.mongo import claim_id, read_modify_write, write_revisions
+from shared.mongo import ContentionError, claim_id, read_modify_write, write_revisions
 
 
 class Result:
@@ -60,7 +60,9 @@ class FerretLikeCollection:
 
     async def delete_one(self, flt: dict):
         await asyncio.sleep(0)
-        self.docs.pop(flt["_id"], None)
+        doc = self.docs.get(flt["_id"])
+        if doc is not None and all(doc.get(k) == v for k, v in flt.items()):
+            del self.docs[flt["_id"]]
 
 
 def append(value: int):
@@ -148,3 +150,52 @@ async def test_a_document_held_by_others_is_a_transient_failure_not_a_bug():
     coll.docs[claim_id("d", 4)] = {"_id": claim_id("d", 4), "claim": True, "at": datetime.now(UTC)}  # a fresh claim
     with pytest.raises(TransientError):  # retried by the consumer with backoff, past the lease
         await read_modify_write(coll, "d", append(2), attempts=3)  # type: ignore[arg-type]
+
+
+async def test_a_claim_the_database_did_not_release_is_released_when_it_answers_again():
+    """A connection cut between the claim and its release: the release is tried again in the
+    background, so the next writer goes on as soon as the database is back, not after the lease."""
+    from pymongo.errors import AutoReconnect
+
+    coll = FerretLikeCollection()
+    coll.docs["d"] = {"_id": "d", "rev": 3, "items": [1]}
+    down = True
+    real_update, real_delete = coll.update_one, coll.delete_one
+
+    async def update_one(flt, update):
+        if down:
+            raise AutoReconnect("connection reset")
+        return await real_update(flt, update)
+
+    async def delete_one(flt):
+        if down:
+            raise AutoReconnect("connection reset")
+        return await real_delete(flt)
+    coll.update_one, coll.delete_one = update_one, delete_one
+    with pytest.raises(AutoReconnect):
+        await write_revisions(coll, {"d": (3, {"items": [1, 2]})}, lease_s=30)  # type: ignore[arg-type]
+    assert claim_id("d", 4) in coll.docs  # left behind while the database is away
+    with pytest.raises(ContentionError):  # another writer cannot have that revision yet
+        await read_modify_write(coll, "d", append(2), attempts=2)  # type: ignore[arg-type]
+    down = False
+    await asyncio.sleep(1.5)  # the background release retries every second
+    assert claim_id("d", 4) not in coll.docs
+    assert await read_modify_write(coll, "d", append(2), attempts=2)  # type: ignore[arg-type]
+    assert coll.docs["d"] == {"_id": "d", "rev": 4, "items": [1, 2]}
+
+
+async def test_a_release_deletes_only_its_own_claim():
+    """A delete that timed out may have been applied and the revision claimed again by another
+    writer: releasing it again must not delete that writer's claim."""
+    coll = FerretLikeCollection()
+    coll.docs["d"] = {"_id": "d", "rev": 3, "items": [1]}
+    real_update = coll.update_one
+
+    async def update_one(flt, update):
+        # Our claim vanished meanwhile (as if a late release of ours had been applied) and
+        # another writer claimed the same revision.
+        coll.docs[claim_id("d", 4)] = {"_id": claim_id("d", 4), "claim": True, "at": datetime.now(UTC), "owner": "other"}
+        return await real_update({"_id": "d", "rev": 99}, update)  # and our write does not match
+    coll.update_one = update_one
+    assert await write_revisions(coll, {"d": (3, {"items": [1, 2]})}) == set()  # type: ignore[arg-type]
+    assert coll.docs[claim_id("d", 4)]["owner"] == "other"
