@@ -319,38 +319,42 @@ def cpu_of(pid: int, *, children: bool = False) -> tuple[float, int]:
         return 0.0, 0
 
 
-def infrastructure_cpu() -> dict[str, float]:
-    """CPU seconds used so far by the benchmark stack: Kafka, and the database (FerretDB plus
-    PostgreSQL with all its backends). Empty when not run by bench.sh (no KAZPOST_STATE)."""
+def _pid_in(path: pathlib.Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def infrastructure_pids() -> dict[str, list[int]]:
+    """The benchmark stack's processes: {"kafka": [broker], "database": [FerretDB, postmaster,
+    its backends...]}. Empty when not run by bench.sh (no KAZPOST_STATE)."""
     state = os.environ.get("KAZPOST_STATE")
     if not state:
         return {}
-    out: dict[str, float] = {}
-
-    def pid_in(path: pathlib.Path) -> int | None:
-        try:
-            return int(path.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-
-    kafka = pid_in(pathlib.Path(state, "pids", "kafka.pid"))
+    out: dict[str, list[int]] = {}
+    kafka = _pid_in(pathlib.Path(state, "pids", "kafka.pid"))
     if kafka:
-        out["kafka"] = cpu_of(kafka)[0]
-    db = 0.0
-    ferret = pid_in(pathlib.Path(state, "pids", "ferretdb.pid"))
-    if ferret:
-        db += cpu_of(ferret)[0]
-    postmaster = pid_in(pathlib.Path(state, "pg", "postmaster.pid"))
+        out["kafka"] = [kafka]
+    db = [p for p in (_pid_in(pathlib.Path(state, "pids", "ferretdb.pid")),) if p]
+    postmaster = _pid_in(pathlib.Path(state, "pg", "postmaster.pid"))
     if postmaster:
-        db += cpu_of(postmaster, children=True)[0]  # backends that ended count through the postmaster
+        db.append(postmaster)
         for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) != postmaster:
-                used, parent = cpu_of(int(entry))
-                if parent == postmaster:
-                    db += used
-    if ferret or postmaster:
+            if entry.isdigit() and int(entry) != postmaster and cpu_of(int(entry))[1] == postmaster:
+                db.append(int(entry))
+    if db:
         out["database"] = db
     return out
+
+
+def infrastructure_cpu() -> dict[str, float]:
+    """CPU seconds used so far by the benchmark stack: Kafka, and the database (FerretDB plus
+    PostgreSQL with all its backends, those that ended counted through the postmaster)."""
+    state = os.environ.get("KAZPOST_STATE")
+    postmaster = _pid_in(pathlib.Path(state, "pg", "postmaster.pid")) if state else None
+    return {name: sum(cpu_of(pid, children=pid == postmaster)[0] for pid in pids)
+            for name, pids in infrastructure_pids().items()}
 
 
 def rss_mb(pid: int) -> float:

@@ -3,15 +3,17 @@ handler that returns the same bytes, in the same run (the baseline). "The same b
 same response: the body and the same headers (security headers, ETag, caching), so the ratio
 measures what the gateway's own logic costs, not the size of its headers.
 
-    python -m benchmarks.gateway_bench [--gateway http://127.0.0.1:8080] [--duration 10] [--rounds 3]
+    python -m benchmarks.gateway_bench [--gateway http://127.0.0.1:8080] [--duration 5] [--rounds 6]
 
 Against a running stack with articles (``make run``), or from ``make bench`` (the suite starts
 the services and loads articles first).  Needs Debian's ``wrk``.  For each page (the newest
 article and the home page): rounds alternate gateway and baseline, ``--duration`` seconds each
-(3 × 10 s = 30 s of load per target by default), and the median round of each is kept.  Given the
+(6 × 5 s = 30 s of load per target by default); the ratio is the median of the rounds' ratios.  Given the
 gateway's process id (``--gateway-pid``; ``make bench`` passes it) on a machine with two or more
 cores, both servers run pinned to one core and wrk to another, so the two targets get the same
-CPU and the rest of the machine's load does not land on one of them more than the other.  Prints
+CPU; ``make bench`` also moves the other services, Kafka and the database to wrk's core
+meanwhile, so their background work (polls, heartbeats, snapshots) does not land on the
+measured server's core.  Prints
 req/s, p50 and p99 latency for each target and the ratio gateway/baseline (target ≥ 0.8,
 p99 < 50 ms), and writes the figures as JSON (``--json``).
 """
@@ -24,6 +26,7 @@ import os
 import pathlib
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,7 +69,29 @@ def wrk(url: str, duration: int, connections: int, threads: int, prefix: list[st
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99"), "non_2xx": int(errors.group(1)) if errors else 0}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99"), "non_2xx": int(errors.group(1)) if errors else 0,
+            "requests": requests}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk_on(pid: int | None, url: str, duration: int, connections: int, threads: int,
+           prefix: list[str] | None) -> dict[str, float]:
+    """:func:`wrk`, plus the CPU the server process ``pid`` used per request and the share of
+    the run it was busy (near 1: the server was the bottleneck, as it should be)."""
+    before = cpu_seconds(pid) if pid else 0.0
+    result = wrk(url, duration, connections, threads, prefix)
+    if pid:
+        used = cpu_seconds(pid) - before
+        result["server_cpu_us_per_request"] = round(used / max(result["requests"], 1) * 1e6, 1)
+        result["server_busy"] = round(used / duration, 3)
+    return result
 
 
 def default_paths(gateway: str) -> list[str]:
@@ -78,27 +103,55 @@ def default_paths(gateway: str) -> list[str]:
     return [urllib.parse.urlsplit(items[0]["url"]).path, "/"]
 
 
+def set_affinity(pids: list[int], cpus: set[int]) -> dict[int, set[int]]:
+    """Moves every thread of these processes to ``cpus``; returns their affinities before (by
+    thread id) for :func:`restore_affinity`. Processes that are gone are skipped."""
+    saved: dict[int, set[int]] = {}
+    for pid in pids:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                saved[tid] = os.sched_getaffinity(tid)
+                os.sched_setaffinity(tid, cpus)
+            except OSError:
+                continue
+    return saved
+
+
+def restore_affinity(saved: dict[int, set[int]]) -> None:
+    for tid, cpus in saved.items():
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:
+            continue
+
+
 def measure(gateway: str, paths: list[str] | None = None, *, duration: int = 10, rounds: int = 3, connections: int = 64,
-            threads: int = 2, port: int = 18080, gateway_pid: int | None = None) -> dict[str, Any]:
-    """{path: {gateway, baseline, ratio, bytes}} (median rounds)."""
+            threads: int = 2, port: int = 18080, gateway_pid: int | None = None,
+            other_pids: list[int] | None = None) -> dict[str, Any]:
+    """{path: {gateway, baseline, ratio, bytes}} (median rounds). With ``gateway_pid`` (and two
+    cores or more), the gateway and the baseline each get a core of their own: ``other_pids``
+    (the other services, Kafka, the database) run meanwhile on the cores wrk runs on."""
     if not shutil.which("wrk"):
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
     pins = pinning(gateway_pid)
     server_pin, client_pin = pins or ([], [])
-    saved_affinity = None
+    saved: dict[int, set[int]] = {}
     if pins:
-        saved_affinity = os.sched_getaffinity(gateway_pid)  # type: ignore[arg-type]
-        os.sched_setaffinity(gateway_pid, {int(server_pin[-1])})  # type: ignore[arg-type]
+        saved = set_affinity([gateway_pid], {int(server_pin[-1])})  # type: ignore[list-item]
+        saved |= set_affinity(other_pids or [], {int(c) for c in client_pin[-1].split(",")})
     try:
         return _measure(gateway, paths, duration=duration, rounds=rounds, connections=connections, threads=threads,
-                        port=port, server_pin=server_pin, client_pin=client_pin)
+                        port=port, server_pin=server_pin, client_pin=client_pin, gateway_pid=gateway_pid)
     finally:
-        if saved_affinity is not None:
-            os.sched_setaffinity(gateway_pid, saved_affinity)  # type: ignore[arg-type]
+        restore_affinity(saved)
 
 
 def _measure(gateway: str, paths: list[str] | None, *, duration: int, rounds: int, connections: int, threads: int,
-             port: int, server_pin: list[str], client_pin: list[str]) -> dict[str, Any]:
+             port: int, server_pin: list[str], client_pin: list[str], gateway_pid: int | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for path in paths or default_paths(gateway):
         with urllib.request.urlopen(gateway + path) as r:
@@ -116,20 +169,24 @@ def _measure(gateway: str, paths: list[str] | None, *, duration: int, rounds: in
                     break
                 except OSError:
                     time.sleep(0.1)
-            wrk(gateway + path, 3, connections, threads, client_pin)  # warm-up
-            # Alternate the two targets over several rounds and keep the median round of each,
-            # so a burst of other load on the machine does not decide the ratio.
+            targets = {"gateway": (gateway_pid, gateway + path), "baseline": (bare.pid, f"http://127.0.0.1:{port}{path}")}
+            for _, url in targets.values():
+                wrk(url, 2, connections, threads, client_pin)  # warm-up
+            # Alternate the two targets over several rounds: the ratio is the median of the
+            # rounds' ratios (each round's two runs are next to each other in time, so a burst
+            # of other load, here a shared virtual machine's, does not decide it).
             runs: dict[str, list[dict[str, float]]] = {"gateway": [], "baseline": []}
             for _ in range(rounds):
-                runs["gateway"].append(wrk(gateway + path, duration, connections, threads, client_pin))
-                runs["baseline"].append(wrk(f"http://127.0.0.1:{port}{path}", duration, connections, threads, client_pin))
+                for name, (pid, url) in targets.items():
+                    runs[name].append(wrk_on(pid, url, duration, connections, threads, client_pin))
             gw, base = (sorted(runs[k], key=lambda r: r["rps"])[len(runs[k]) // 2] for k in ("gateway", "baseline"))
+            ratios = sorted(g["rps"] / b["rps"] for g, b in zip(runs["gateway"], runs["baseline"]))
         finally:
             bare.terminate()
             bare.wait()
             pathlib.Path(tmp).unlink(missing_ok=True)
-        results[path] = {"gateway": gw, "baseline": base, "ratio": gw["rps"] / base["rps"], "bytes": len(body),
-                         "rounds": runs, "pinned": bool(server_pin)}
+        results[path] = {"gateway": gw, "baseline": base, "ratio": statistics.median(ratios), "round_ratios": ratios,
+                         "bytes": len(body), "rounds": runs, "pinned": bool(server_pin)}
     return results
 
 
@@ -139,7 +196,11 @@ def print_results(results: dict[str, Any]) -> None:
         print(f"{path[:60]:<60} {res['bytes']:>7} B")
         print(f"  gateway : {gw['rps']:>8.0f} req/s  p50 {gw['p50_ms']:6.2f} ms  p99 {gw['p99_ms']:6.2f} ms  non-2xx {gw['non_2xx']}")
         print(f"  baseline: {base['rps']:>8.0f} req/s  p50 {base['p50_ms']:6.2f} ms  p99 {base['p99_ms']:6.2f} ms")
-        print(f"  ratio {res['ratio']:.2f} (target ≥ 0.80), p99 {'<' if gw['p99_ms'] < 50 else '≥'} 50 ms"
+        if "server_cpu_us_per_request" in gw:
+            print(f"  server CPU per request: gateway {gw['server_cpu_us_per_request']:.0f} µs (busy {gw['server_busy']:.0%}),"
+                  f" baseline {base['server_cpu_us_per_request']:.0f} µs (busy {base['server_busy']:.0%})")
+        print(f"  ratio {res['ratio']:.2f}, median of the rounds' {', '.join(f'{r:.2f}' for r in res['round_ratios'])}"
+              f" (target ≥ 0.80), p99 {'<' if gw['p99_ms'] < 50 else '≥'} 50 ms"
               f"{'  (servers and wrk on separate cores)' if res.get('pinned') else ''}")
 
 
@@ -160,8 +221,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gateway", default="http://127.0.0.1:8080")
     parser.add_argument("--path", default=None, help="page to load (default: the newest article and the home page)")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per target (median kept)")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds per target (the median of their ratios is kept)")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=18080, help="port of the bare baseline server")

@@ -45,8 +45,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--p2-preload", type=int, default=1000, help="P2/P3: articles stored and linked first")
     parser.add_argument("--p2-drain", type=float, default=600.0, help="P2: seconds to wait for the last articles")
     parser.add_argument("--p2-baseline-duration", type=float, default=20.0)
-    parser.add_argument("--p3-duration", type=int, default=10, help="P3: seconds per wrk round")
-    parser.add_argument("--p3-rounds", type=int, default=3, help="P3: alternating rounds per target (median kept)")
+    parser.add_argument("--p3-duration", type=int, default=5, help="P3: seconds per wrk round")
+    parser.add_argument("--p3-rounds", type=int, default=6, help="P3: alternating rounds per target (median ratio kept)")
     parser.add_argument("--p3-connections", type=int, default=64)
     parser.add_argument("--p5-n", type=int, default=100_000, help="P5: stored articles")
     parser.add_argument("--p5-pages", type=int, default=5_000,

@@ -27,12 +27,14 @@ from services.gateway.openapi import NOT_BLANK, document as openapi_document
 from services.gateway.highlight import highlight
 from services.gateway.i18n import date_time, labels, language_name, long_date, ui_language
 from services.gateway.settings import GatewaySettings
+from shared import metrics
 from shared.events import article_id_for
 from shared.listings import bucket_id, bucket_start, index_id, sort_items
 from shared.audio import AUDIO, CONTENT_TYPE, AudioUnavailable, RangeNotSatisfiable, byte_range, etag_of, iter_range
 from shared.mongo import ARTICLES, FRONTS, RELATED
 
 log = structlog.get_logger("gateway")
+_PAGE_BUILD = metrics.CACHE_EVENTS.labels("page_build")  # a page rendered (the misses that waited for it are not)
 
 ID_RE = re.compile(r"^[0-9a-f]{16}$")
 SLUG_RE = re.compile(r"^[a-z0-9-]{1,100}$")
@@ -356,6 +358,7 @@ class Views:
             return await asyncio.shield(pending)
         future: asyncio.Future[Page] = asyncio.get_running_loop().create_future()
         self._building[key] = future
+        _PAGE_BUILD()
         try:
             page, deps = await build()
             self.cache.put_page(key, page, deps)

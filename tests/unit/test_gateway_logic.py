@@ -98,9 +98,15 @@ async def test_concurrent_misses_build_a_page_once():
         await asyncio.sleep(0.05)
         return make_page("<p>x</p>"), {"articles:a"}
 
+    from shared import metrics
+
+    def counted(result: str) -> int:
+        return metrics.CACHE_EVENTS._values.get((result,), [0])[0]
+    misses, built = counted("page_miss"), counted("page_build")
     pages = await asyncio.gather(*(views.page("page:a", build) for _ in range(20)))
     assert builds == 1 and all(p is pages[0] for p in pages)
     assert await views.page("page:a", build) is pages[0] and builds == 1  # now cached
+    assert counted("page_miss") - misses == 20 and counted("page_build") - built == 1  # the metric tells them apart
 
     async def failing():
         raise RuntimeError("database down")
