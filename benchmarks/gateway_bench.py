@@ -58,9 +58,11 @@ def pinning(gateway_pid: int | None) -> tuple[list[str], list[str]] | None:
     return ["taskset", "-c", str(server_cpu)], ["taskset", "-c", client_cpus]
 
 
-def wrk(url: str, duration: int, connections: int, threads: int, prefix: list[str] | None = None) -> dict[str, float]:
-    out = subprocess.run([*(prefix or []), "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url],
-                         check=True, capture_output=True, text=True).stdout
+def wrk_command(url: str, duration: int, connections: int, threads: int, prefix: list[str] | None = None) -> list[str]:
+    return [*(prefix or []), "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url]
+
+
+def parse_wrk(out: str) -> dict[str, float]:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
     def pct(p: str) -> float:
@@ -72,6 +74,22 @@ def wrk(url: str, duration: int, connections: int, threads: int, prefix: list[st
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     return {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99"), "non_2xx": int(errors.group(1)) if errors else 0,
             "requests": requests}
+
+
+def wrk(url: str, duration: int, connections: int, threads: int, prefix: list[str] | None = None) -> dict[str, float]:
+    out = subprocess.run(wrk_command(url, duration, connections, threads, prefix), check=True, capture_output=True,
+                         text=True).stdout
+    return parse_wrk(out)
+
+
+def wrk_together(urls: list[str], duration: int, connections: int, prefix: list[str] | None) -> list[dict[str, float]]:
+    """One wrk per URL, all at the same time (one thread each)."""
+    procs = [subprocess.Popen(wrk_command(u, duration, connections, 1, prefix), stdout=subprocess.PIPE, text=True)
+             for u in urls]
+    outs = [p.communicate()[0] for p in procs]
+    if any(p.returncode for p in procs):
+        raise RuntimeError(f"wrk failed: {[p.returncode for p in procs]}")
+    return [parse_wrk(o) for o in outs]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -181,12 +199,24 @@ def _measure(gateway: str, paths: list[str] | None, *, duration: int, rounds: in
                     runs[name].append(wrk_on(pid, url, duration, connections, threads, client_pin))
             gw, base = (sorted(runs[k], key=lambda r: r["rps"])[len(runs[k]) // 2] for k in ("gateway", "baseline"))
             ratios = sorted(g["rps"] / b["rps"] for g, b in zip(runs["gateway"], runs["baseline"]))
+            # Then both at once on their one core: the scheduler gives each half of it, so the
+            # ratio of their request rates is the ratio of their costs per request, whatever the
+            # speed of the core meanwhile (on this virtual machine it changed by a third between
+            # rounds). This is the ratio the target is checked against when the servers are pinned.
+            shared: list[list[dict[str, float]]] = []
+            if server_pin:
+                for _ in range(max(3, rounds // 2)):
+                    shared.append(wrk_together([url for _, url in targets.values()], duration, connections, client_pin))
         finally:
             bare.terminate()
             bare.wait()
             pathlib.Path(tmp).unlink(missing_ok=True)
-        results[path] = {"gateway": gw, "baseline": base, "ratio": statistics.median(ratios), "round_ratios": ratios,
-                         "bytes": len(body), "rounds": runs, "pinned": bool(server_pin)}
+        shared_ratios = sorted(g["rps"] / b["rps"] for g, b in shared)
+        results[path] = {"gateway": gw, "baseline": base, "bytes": len(body), "rounds": runs, "pinned": bool(server_pin),
+                         "sequential_ratio": statistics.median(ratios), "round_ratios": ratios,
+                         "shared_core_ratio": statistics.median(shared_ratios) if shared else None,
+                         "shared_core_ratios": shared_ratios, "shared_core_rounds": shared,
+                         "ratio": statistics.median(shared_ratios) if shared else statistics.median(ratios)}
     return results
 
 
@@ -199,8 +229,12 @@ def print_results(results: dict[str, Any]) -> None:
         if "server_cpu_us_per_request" in gw:
             print(f"  server CPU per request: gateway {gw['server_cpu_us_per_request']:.0f} µs (busy {gw['server_busy']:.0%}),"
                   f" baseline {base['server_cpu_us_per_request']:.0f} µs (busy {base['server_busy']:.0%})")
-        print(f"  ratio {res['ratio']:.2f}, median of the rounds' {', '.join(f'{r:.2f}' for r in res['round_ratios'])}"
-              f" (target ≥ 0.80), p99 {'<' if gw['p99_ms'] < 50 else '≥'} 50 ms"
+        print(f"  alternating rounds: median ratio {res['sequential_ratio']:.2f} of"
+              f" {', '.join(f'{r:.2f}' for r in res['round_ratios'])}")
+        if res.get("shared_core_ratio") is not None:
+            print(f"  both at once on one core: median ratio {res['shared_core_ratio']:.2f} of"
+                  f" {', '.join(f'{r:.2f}' for r in res['shared_core_ratios'])}")
+        print(f"  ratio {res['ratio']:.2f} (target ≥ 0.80), p99 {'<' if gw['p99_ms'] < 50 else '≥'} 50 ms"
               f"{'  (servers and wrk on separate cores)' if res.get('pinned') else ''}")
 
 
@@ -210,8 +244,16 @@ def add_rows(report, results: dict[str, Any], *, connections: int, seconds: int)
     for path, res in results.items():
         name = "home page" if path == "/" else "article page"
         gw, base = res["gateway"], res["baseline"]
-        report.add(Row("P3 gateway", f"{name} req/s (wrk -c{connections}, {seconds}s)", gw["rps"], "req/s", base["rps"],
-                       "bare aiohttp, same bytes", "ratio ≥ 0.8", res["ratio"] >= 0.8 and gw["non_2xx"] == 0))
+        errors = gw["non_2xx"] + sum(g["non_2xx"] for g, _ in res.get("shared_core_rounds") or [])
+        if res.get("shared_core_ratio") is not None:
+            report.add(Row("P3 gateway", f"{name} req/s (wrk -c{connections}, {seconds}s, alternating)", gw["rps"], "req/s",
+                           base["rps"], "bare aiohttp, same bytes", note=f"median of round ratios {res['sequential_ratio']:.2f}"))
+            report.add(Row("P3 gateway", f"{name} req/s, both served at once on one core", res["shared_core_ratio"],
+                           "× bare", None, "", "≥ 0.8", res["shared_core_ratio"] >= 0.8 and errors == 0,
+                           note="ratio of costs per request, whatever the core's speed"))
+        else:
+            report.add(Row("P3 gateway", f"{name} req/s (wrk -c{connections}, {seconds}s)", gw["rps"], "req/s", base["rps"],
+                           "bare aiohttp, same bytes", "ratio ≥ 0.8", res["ratio"] >= 0.8 and errors == 0))
         report.add(Row("P3 gateway", f"{name} p99", gw["p99_ms"], "ms", base["p99_ms"], "bare aiohttp, same bytes",
                        "< 50 ms", gw["p99_ms"] < 50))
     report.details["P3"] = results
