@@ -211,6 +211,13 @@ class ResilientProducer:
     async def flush(self) -> None:
         await (await self._alive()).flush()
 
+    @property
+    def client(self):
+        """The current producer's cluster client (metadata, readiness checks)."""
+        if self._inner is None:
+            raise RuntimeError("producer not started")
+        return self._inner.client
+
     async def stop(self) -> None:
         async with self._lock:
             inner, self._inner = self._inner, None

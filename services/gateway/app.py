@@ -18,7 +18,7 @@ import aiohttp_jinja2
 import jinja2
 import structlog
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from pymongo.errors import PyMongoError
 
@@ -28,7 +28,7 @@ from services.gateway.newsletter import NewsletterRoutes
 from services.gateway.settings import GatewaySettings
 from services.gateway.views import SECURITY_HEADERS, ApiError, ReadModel, Views, make_page, respond
 from shared import metrics
-from shared.kafka import make_consumer, make_producer
+from shared.kafka import ResilientProducer, make_consumer, make_producer
 from shared.logs import configure_logging
 from shared.audio import AUDIO
 from shared.mongo import ARTICLES, FRONTS, RELATED, database, make_client, ping
@@ -73,9 +73,10 @@ def observed(route: str, handler: Handler) -> Handler:
                 exc.headers.update(SECURITY_HEADERS)
                 _latency(route, status).observe(time.perf_counter() - started)
                 raise
-        except PyMongoError as exc:
-            # The database is down or slow: a temporary condition, said as such (503, retry soon).
-            log.warning("database_unavailable", path=request.path, error=repr(exc)[:200])
+        except (PyMongoError, KafkaError) as exc:
+            # The database or the broker is down or slow: a temporary condition, said as such
+            # (503, retry soon). (The broker: a newsletter request that could not be published.)
+            log.warning("dependency_unavailable", path=request.path, error=repr(exc)[:200])
             status = 503
             if request.path.startswith("/api/"):
                 response = ApiError(503, "unavailable", "temporarily unavailable, try again shortly").response()
@@ -207,7 +208,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[CACHE_LISTENING] = asyncio.Event()
     client = make_client(settings.mongo, app_name="gateway")
     db = database(client, settings.mongo)
-    kafka_clients: dict[str, AIOKafkaProducer] = {}  # created in the event loop, at start-up
+    kafka_clients: dict[str, ResilientProducer] = {}  # created in the event loop, at start-up
 
     async def publish_newsletter(key: str, event) -> None:
         await kafka_clients["producer"].send_and_wait(settings.kafka.topic_newsletter, event.to_bytes(), key=key.encode())
@@ -265,7 +266,8 @@ def create_app(settings: GatewaySettings) -> web.Application:
     ]))
 
     async def lifecycle(app: web.Application):
-        producer = kafka_clients["producer"] = make_producer(settings.kafka, "gateway")
+        producer = kafka_clients["producer"] = ResilientProducer(lambda: make_producer(settings.kafka, "gateway"),
+                                                                 service="gateway")
         await producer.start()
         views.linking_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3))
         ops = None

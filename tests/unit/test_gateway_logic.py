@@ -125,13 +125,19 @@ async def test_database_unavailable_is_a_503_with_retry_after():
     async def down(request):
         raise ServerSelectionTimeoutError("no primary")
 
+    async def broker_away(request):
+        from aiokafka.errors import KafkaTimeoutError
+        raise KafkaTimeoutError()
+
     app = web.Application()
-    app.add_routes(observed_routes([web.get("/api/v1/articles/{id}", down)]))
+    app.add_routes(observed_routes([web.get("/api/v1/articles/{id}", down), web.post("/api/v1/signup", broker_away)]))
     async with TestClient(TestServer(app)) as client:
         response = await client.get("/api/v1/articles/0123456789abcdef")
         assert response.status == 503 and response.headers["Retry-After"] == "5"
         assert (await response.json())["error"]["code"] == "unavailable"
         assert response.headers["Cache-Control"] == "no-store"
+        response = await client.post("/api/v1/signup")  # a request that could not be published
+        assert response.status == 503 and (await response.json())["error"]["code"] == "unavailable"
 
 
 async def test_routing_errors_and_static_files_through_the_real_app():
