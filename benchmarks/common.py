@@ -86,6 +86,8 @@ class Corpus:
                         self.by_cat.setdefault(row["category"], []).append(len(self.docs))
                         self.docs.append((row["category"], row["title"], paras))
         if not self.docs:  # no shared data: synthetic words (linking finds fewer neighbours)
+            log(f"WARNING: {BBC} not found: synthetic articles (short, few neighbours: much cheaper to link, "
+                "so the figures are not comparable with runs on the news corpus)")
             words = "astana almaty rail flood market bank energy oil grain court school hospital election".split()
             for i in range(500):
                 cat = ("business", "politics", "tech", "sport", "entertainment")[i % 5]

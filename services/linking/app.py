@@ -13,9 +13,13 @@ from aiohttp import web
 
 from services.linking import snapshot
 from services.linking.follower import IndexFollower
-from services.linking.handlers import LinkingState, handle_stored, rebuild_from_database, search
+from services.linking.handlers import (
+    LinkingState, flush_pending, handle_stored, handle_stored_batch, rebuild_from_database, search,
+)
 from services.linking.relatedness import RelatedIndex
 from services.linking.settings import LinkingSettings
+from shared.batching import BatchRunner
+from shared.events import StoredEvent
 from shared.kafka import Publisher, make_consumer
 from shared.logs import configure_logging
 from shared.mongo import database, init_database, make_client, ping
@@ -117,6 +121,23 @@ def create_worker(settings: LinkingSettings) -> Worker:
                 await proxy.follower.consumer.stop()
             await client.close()
 
+    async def backlinks() -> None:
+        """Rewrite the back-links whose time has come; at shutdown, all that are still pending."""
+        deps = dict(state=state, db=db, publisher=worker.publisher, settings=settings)
+        try:
+            while True:
+                await asyncio.sleep(1.0)
+                try:
+                    await flush_pending(**deps)
+                except Exception as exc:  # noqa: BLE001 - the database or broker is away: retried in a second
+                    log.warning("backlink_flush_failed", pending=len(state.pending), error=repr(exc)[:300])
+        except asyncio.CancelledError:
+            try:
+                await asyncio.wait_for(flush_pending(**deps, everything=True), timeout=15)
+            except Exception as exc:  # noqa: BLE001 - leaving anyway: those lists stay as they were
+                log.warning("backlinks_left_pending", pending=len(state.pending), error=repr(exc)[:300])
+            raise
+
     async def ready() -> str | None:
         await ping(db)
         if not tasks or tasks[0].done():
@@ -136,7 +157,13 @@ def create_worker(settings: LinkingSettings) -> Worker:
         on_start=on_start,
         on_close=on_close,
         extra_routes=search_routes(state),
+        background=[backlinks],
     )
+    # Whole fetched batches: each related list they change is written once (shared/batching.py);
+    # a batch that fails falls back to handle_stored message by message.
+    worker.runner = BatchRunner.wrap(worker.runner, functools.partial(
+        handle_stored_batch, state=state, follower=proxy, db=db, publisher=worker.publisher, settings=settings),
+        StoredEvent)
     worker.state = state  # type: ignore[attr-defined]  # exposed for tests and the operator CLI
     return worker
 

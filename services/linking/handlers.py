@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -29,6 +31,11 @@ class LinkingState:
     teasers: dict[str, bytes] = field(default_factory=dict)
     # Hash of the related list last written per article: unchanged lists are not rewritten.
     written: dict[str, int] = field(default_factory=dict)
+    # Back-link rewrites waiting for their time: article id -> (due, monotonic; correlation id).
+    # An older article that several new ones change within the delay is rewritten once.
+    pending: dict[str, tuple[float, str]] = field(default_factory=dict)
+    # One writer of related lists at a time (the batch handler and the pending flusher).
+    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def teaser(self, article_id: str) -> Teaser | None:
         raw = self.teasers.get(article_id)
@@ -51,8 +58,12 @@ class LinkingState:
         duplicates = self.index.duplicates(article_id)
         return list(dict.fromkeys([*self.index.remove(article_id), *duplicates]))
 
-    def signature(self, items: list[tuple[str, float]], duplicates: list[str]) -> int:
-        return hash((tuple((i, round(score, 3), self.teasers.get(i)) for i, score in items), tuple(duplicates)))
+    def signature(self, items: list[tuple[str, bool]], duplicates: list[str]) -> int:
+        """What a reader sees of a related list: which articles, in which order, as which
+        teasers. Scores are left out: they drift a little with every article indexed (term
+        weights change), and rewriting a list for that alone would rewrite lists all the time."""
+        return hash((tuple((i, cross, self.teasers.get(i)) for i, cross in items),
+                     tuple((d, self.teasers.get(d)) for d in duplicates)))
 
 
 def doc_of(article: Article) -> Doc:
@@ -79,7 +90,7 @@ async def write_related(article_id: str, *, state: LinkingState, db: AsyncDataba
     if article_id in state.index:
         matches = [m for m in state.index.related(article_id, settings.k) if m.id in state.teasers]
         duplicates = state.index.duplicates(article_id)
-    signature = state.signature([(m.id, m.score) for m in matches], duplicates)
+    signature = state.signature([(m.id, m.cross_language) for m in matches], duplicates)
     if not force and state.written.get(article_id) == signature:
         return False
     items = [
@@ -136,6 +147,109 @@ async def handle_stored(msg: Message, *, state: LinkingState, follower: Follower
         rewritten += await write_related(target, state=state, db=db, publisher=publisher, settings=settings,
                                          correlation_id=event.correlation_id, force=target == article.id)
     log.info("linked", change=event.payload.change, candidates=len(targets) - 1, rewritten=rewritten)
+
+
+async def handle_stored_batch(items: Sequence[tuple[Message, StoredEvent]], *, state: LinkingState,
+                              follower: Follower, db: AsyncDatabase, publisher: Publisher,
+                              settings: LinkingSettings) -> int:
+    """Write the related lists that a fetched batch of stored articles changes, each list once.
+
+    The same result as :func:`handle_stored` message by message (the runner falls back to it
+    when a batch fails), with fewer writes and no waiting on one write before the next: a list
+    that several articles of the batch change (recent articles are the back-link candidates of
+    many new ones) is computed and written once, from the index as it stands after the whole
+    batch, and up to ``write_concurrency`` single-document writes are in flight at once.
+    Returns the number of lists rewritten."""
+    last: dict[int, int] = {}
+    for msg, _ in items:
+        last[msg.partition] = max(last.get(msg.partition, -1), msg.offset)
+    try:
+        for partition, offset in last.items():
+            await follower.wait_past(partition, offset)
+    except TimeoutError:
+        raise TransientError("the index follower has not reached this batch yet") from None
+    # Target id -> (forced, correlation id of the first article that changed it). The articles'
+    # own lists are always written (at-least-once: a re-delivery re-publishes); back-link
+    # candidates only when their list changed.
+    targets: dict[str, tuple[bool, str]] = {}
+    candidates: dict[str, int] = {}
+    for _, event in items:
+        targets[event.payload.article.id] = (True, event.correlation_id)
+    for _, event in items:
+        article = event.payload.article
+        affected = [a for a in follower.affected(article.id, article.version) if a != article.id]
+        candidates[article.id] = len(affected)
+        for target in affected:
+            targets.setdefault(target, (False, event.correlation_id))
+    now = time.monotonic()
+    if settings.backlink_delay_s > 0:
+        # Own lists now (the article is readable with them); back-links when their time comes.
+        for target, (force, corr) in list(targets.items()):
+            if not force:
+                due = state.pending.get(target, (now + settings.backlink_delay_s, corr))
+                state.pending[target] = due
+                del targets[target]
+        for _, event in items:
+            state.pending.pop(event.payload.article.id, None)  # written now from the newest index
+        for target, (due, corr) in list(state.pending.items()):
+            if due <= now and target not in targets:
+                targets[target] = (False, corr)
+    async with state.write_lock:
+        results = await _write_all(targets, state=state, db=db, publisher=publisher, settings=settings)
+    for target, result in zip(targets, results):
+        if result is not None and not isinstance(result, BaseException):
+            entry = state.pending.get(target)
+            if entry is not None and entry[0] <= now:
+                del state.pending[target]
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if failed:
+        raise failed[0]  # every write has ended: the retried batch starts from a quiet state
+    for msg, event in items:
+        article = event.payload.article
+        log.info("linked", change=event.payload.change, article_id=article.id, version=article.version,
+                 event_id=event.event_id, correlation_id=event.correlation_id, topic=msg.topic,
+                 partition=msg.partition, offset=msg.offset, candidates=candidates.get(article.id, 0))
+    rewritten = sum(1 for r in results if r is True)
+    log.info("batch_linked", articles=len(items), lists=len(targets), rewritten=rewritten, pending=len(state.pending))
+    return rewritten
+
+
+async def _write_all(targets: dict[str, tuple[bool, str]], *, state: LinkingState, db: AsyncDatabase,
+                     publisher: Publisher, settings: LinkingSettings) -> list[bool | BaseException]:
+    """Write each target's list, up to ``write_concurrency`` at once; every write has ended when
+    this returns (failures are returned, not raised)."""
+    gate = asyncio.Semaphore(settings.write_concurrency)
+
+    async def write(target: str, force: bool, correlation_id: str) -> bool:
+        async with gate:
+            return await write_related(target, state=state, db=db, publisher=publisher, settings=settings,
+                                       correlation_id=correlation_id, force=force)
+
+    return await asyncio.gather(*(write(t, force, corr) for t, (force, corr) in targets.items()),
+                                return_exceptions=True)
+
+
+async def flush_pending(*, state: LinkingState, db: AsyncDatabase, publisher: Publisher, settings: LinkingSettings,
+                        everything: bool = False) -> int:
+    """Rewrite the back-links whose time has come (all of them with ``everything``, at
+    shutdown), then wait for their events' acknowledgements. Returns the lists rewritten; a
+    list whose write failed stays pending."""
+    now = time.monotonic()
+    due = {t: (False, corr) for t, (at, corr) in state.pending.items() if everything or at <= now}
+    if not due:
+        return 0
+    async with state.write_lock:
+        results = await _write_all(due, state=state, db=db, publisher=publisher, settings=settings)
+        await publisher.drain()
+    rewritten = 0
+    for target, result in zip(due, results):
+        if isinstance(result, BaseException):
+            log.warning("backlink_write_failed", article_id=target, error=repr(result)[:300])
+            continue
+        if state.pending.get(target, (0.0, ""))[0] <= (float("inf") if everything else now):
+            state.pending.pop(target, None)
+        rewritten += result
+    return rewritten
 
 
 async def rebuild_from_database(state: LinkingState, db: AsyncDatabase, *, batch_size: int) -> int:

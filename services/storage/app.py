@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import functools
 
-from services.storage.batching import BatchRunner
+from shared.batching import BatchRunner
 from services.storage.handlers import KnownDocuments, handle_batch, handle_ingested
 from services.storage.settings import StorageSettings
+from shared.events import IngestedEvent
 from shared.kafka import Publisher
 from shared.logs import configure_logging
 from shared.mongo import database, init_database, make_client, ping
@@ -44,9 +45,9 @@ def create_worker(settings: StorageSettings) -> Worker:
         on_close=client.close,
         max_records=BATCH_SIZE,
     )
-    # Whole batches at once (few database round trips per batch); see services/storage/batching.py.
+    # Whole batches at once (few database round trips per batch); see shared/batching.py.
     worker.runner = BatchRunner.wrap(worker.runner, functools.partial(
-        handle_batch, db=db, publisher=worker.publisher, settings=settings, known=known))
+        handle_batch, db=db, publisher=worker.publisher, settings=settings, known=known), IngestedEvent)
     return worker
 
 

@@ -83,7 +83,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from pymongo.errors import BulkWriteError, DuplicateKeyError  # noqa: E402
 
-from services.storage.batching import BatchRunner  # noqa: E402
+from shared.batching import BatchRunner  # noqa: E402
 from services.storage.handlers import (  # noqa: E402
     ListingChange, apply_to_bucket, apply_to_index, handle_batch, handle_ingested, rounds,
 )
@@ -323,7 +323,7 @@ class FakeProducer:
 def batch_runner(batch_handler, handler, producer) -> BatchRunner:
     base = ConsumerRunner(consumer=None, topics=["articles.ingested"], handler=handler, service="storage",  # type: ignore[arg-type]
                           dlq_producer=producer, retry=RetrySettings(max_attempts=3, initial_backoff_s=0.001, max_backoff_s=0.002))
-    return BatchRunner.wrap(base, batch_handler)
+    return BatchRunner.wrap(base, batch_handler, IngestedEvent)
 
 
 async def test_runner_dead_letters_invalid_messages_and_stores_the_rest_as_one_batch():

@@ -1,9 +1,11 @@
 """Batch processing on top of the shared consumer loop (:class:`shared.kafka.ConsumerRunner`).
 
-The shared loop handles a fetched batch message by message, then commits.  Storage instead
-buffers the batch's messages (``_process``) and stores them all at once just before the loop
-commits (``_commit_processed``), so the commit still follows every side effect and every
-acknowledged "stored" event, on the normal path, on a rebalance and at shutdown.
+The shared loop handles a fetched batch message by message, then commits.  A batch runner
+instead buffers the batch's messages (``_process``) and hands them to a batch handler all at
+once just before the loop commits (``_commit_processed``), so the commit still follows every
+side effect and every acknowledged event, on the normal path, on a rebalance and at shutdown.
+Storage stores a batch with few database round trips; linking writes each related list a batch
+changes once.
 
 Failure handling keeps the per-message guarantees:
 - a message that is not a valid event is dead-lettered at once, on its own;
@@ -19,31 +21,35 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import structlog
 from aiokafka import TopicPartition
 
 from shared import metrics
-from shared.events import IngestedEvent
+from shared.events import Envelope
 from shared.kafka import ConsumerRunner, Message, PermanentError, decode_event
 
-log = structlog.get_logger("storage.batching")
+log = structlog.get_logger("batching")
 
-BatchHandler = Callable[[Sequence[tuple[Message, IngestedEvent]]], Awaitable[object]]
+BatchHandler = Callable[[Sequence[tuple[Message, Any]]], Awaitable[object]]
 
 
 class BatchRunner(ConsumerRunner):
     """A :class:`ConsumerRunner` that hands each fetched batch to ``batch_handler``."""
 
     batch_handler: BatchHandler
+    model: type[Envelope]
     _buffer: list[Message]
 
     @classmethod
-    def wrap(cls, runner: ConsumerRunner, batch_handler: BatchHandler) -> BatchRunner:
-        """The same runner (consumer, producers, retry settings, state), processing batches."""
+    def wrap(cls, runner: ConsumerRunner, batch_handler: BatchHandler, model: type[Envelope]) -> BatchRunner:
+        """The same runner (consumer, producers, retry settings, state), handing batches of
+        ``model`` events to ``batch_handler``."""
         new = cls.__new__(cls)
         new.__dict__.update(runner.__dict__)
         new.batch_handler = batch_handler
+        new.model = model
         new._buffer = []
         return new
 
@@ -56,15 +62,15 @@ class BatchRunner(ConsumerRunner):
         await super()._commit_processed(tps)
 
     async def flush(self) -> None:
-        """Store what was collected (before any commit)."""
+        """Handle what was collected (before any commit)."""
         if not self._buffer:
             return
         messages, self._buffer = self._buffer, []
         started = time.perf_counter()
-        valid: list[tuple[Message, IngestedEvent]] = []
+        valid: list[tuple[Message, Any]] = []
         for msg in messages:
             try:
-                valid.append((msg, decode_event(IngestedEvent, msg)))
+                valid.append((msg, decode_event(self.model, msg)))
             except PermanentError:
                 await super()._process(msg)  # dead-letters it with the reason, like before
         if valid:
@@ -72,9 +78,9 @@ class BatchRunner(ConsumerRunner):
         elapsed = time.perf_counter() - started
         for msg, _ in valid:
             metrics.HANDLER_SECONDS.labels(self.service, msg.topic).observe(elapsed)
-        log.info("batch_stored", messages=len(messages), seconds=round(elapsed, 3))
+        log.info("batch_handled", messages=len(messages), seconds=round(elapsed, 3))
 
-    async def _run_batch(self, valid: list[tuple[Message, IngestedEvent]]) -> None:
+    async def _run_batch(self, valid: list[tuple[Message, Any]]) -> None:
         attempt = 0
         delay = self.retry.initial_backoff_s
         while True:
