@@ -16,6 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.linking.relatedness import Doc, RelatedIndex
 from services.linking.settings import LinkingSettings
+from services.linking.teasers import Teasers
 from shared.events import Article, ArticleLinked, LinkedEvent, RelatedItem, StoredEvent, Teaser, teaser_of
 from shared.kafka import Message, Publisher, TransientError, decode_event
 from shared.mongo import ARTICLES, RELATED, versioned_upsert
@@ -25,10 +26,10 @@ log = structlog.get_logger("linking")
 
 @dataclass
 class LinkingState:
-    """The index plus the teasers it hands out (kept as compact JSON bytes)."""
+    """The index plus the teasers it hands out (compact JSON bytes, kept packed)."""
 
     index: RelatedIndex
-    teasers: dict[str, bytes] = field(default_factory=dict)
+    teasers: Teasers = field(default_factory=Teasers)
     # Hash of the related list last written per article: unchanged lists are not rewritten.
     written: dict[str, int] = field(default_factory=dict)
     # Back-link rewrites waiting for their time: article id -> (due, monotonic; correlation id).
@@ -45,7 +46,8 @@ class LinkingState:
         """Index the article; returns the ids whose related lists may need rewriting."""
         teaser = teaser_of(article).model_dump_json().encode("utf-8")
         previous = self.teasers.get(article.id)
-        self.teasers[article.id] = teaser
+        if previous != teaser:
+            self.teasers[article.id] = teaser
         affected = self.index.upsert(doc_of(article))
         if previous is not None and previous != teaser:
             # Same text but a new headline, time or embargo: lists that embed the teaser change.
@@ -62,8 +64,8 @@ class LinkingState:
         """What a reader sees of a related list: which articles, in which order, as which
         teasers. Scores are left out: they drift a little with every article indexed (term
         weights change), and rewriting a list for that alone would rewrite lists all the time."""
-        return hash((tuple((i, cross, self.teasers.get(i)) for i, cross in items),
-                     tuple((d, self.teasers.get(d)) for d in duplicates)))
+        return hash((tuple((i, cross, self.teasers.packed(i)) for i, cross in items),
+                     tuple((d, self.teasers.packed(d)) for d in duplicates)))
 
 
 def doc_of(article: Article) -> Doc:

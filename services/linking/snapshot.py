@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import struct
 import zipfile
 
 from services.linking.handlers import LinkingState
 from services.linking.relatedness import RelatedIndex
+from services.linking.teasers import Teasers
 
-FORMAT = 1
+FORMAT = 2  # 2: teasers packed (teasers.bin); an older snapshot is not loaded (rebuilt instead)
 
 
 def save(path: pathlib.Path, state: LinkingState, positions: dict[int, int], *, topic: str) -> int:
@@ -26,7 +28,9 @@ def save(path: pathlib.Path, state: LinkingState, positions: dict[int, int], *, 
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
         z.writestr("meta.json", json.dumps(meta))
         z.writestr("index.bin", state.index.dump())
-        z.writestr("teasers.jsonl", b"\n".join(k.encode() + b"\t" + v for k, v in state.teasers.items()))
+        with z.open("teasers.bin", "w", force_zip64=True) as f:
+            for record in state.teasers.dump():
+                f.write(record)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -43,11 +47,7 @@ def load(path: pathlib.Path, *, topic: str) -> tuple[LinkingState, dict[int, int
             if meta.get("format") != FORMAT or meta.get("topic") != topic:
                 return None
             index = RelatedIndex.load(z.read("index.bin"))
-            teasers = {}
-            for line in z.read("teasers.jsonl").split(b"\n"):
-                if line:
-                    key, _, value = line.partition(b"\t")
-                    teasers[key.decode()] = value
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            teasers = Teasers.load(z.read("teasers.bin"))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, struct.error, UnicodeDecodeError):
         return None
     return LinkingState(index=index, teasers=teasers), {int(p): o for p, o in meta["positions"].items()}
