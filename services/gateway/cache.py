@@ -129,6 +129,9 @@ class _Entry:
         self.deps = deps
 
 
+RECENT_MAX = 50_000  # invalidated keys remembered for reads in flight (a read started earlier is not cached)
+
+
 class Cache:
     def __init__(self, *, ttl: float, max_entries: int, max_bytes: int | None = None,
                  indexed_prefixes: Iterable[str] = ("fronts:",), clock: Callable[[], float] = time.monotonic) -> None:
@@ -146,6 +149,26 @@ class Cache:
         self._dependants: dict[str, set[str]] = {}
         self._prefixes = tuple(indexed_prefixes)
         self._indexed: dict[str, set[str]] = {prefix: set() for prefix in self._prefixes}
+        # Invalidations while a document is read or a page built: a read that started before
+        # an invalidation of what it read must not cache its (possibly older) result.
+        self._generation = 0
+        self._recent: OrderedDict[str, int] = OrderedDict()  # key -> generation it was last invalidated at
+        self._recent_floor = 0  # generation of the newest entry forgotten (bounded memory)
+        self._prefix_generation: dict[str, int] = {}
+
+    @property
+    def generation(self) -> int:
+        """Take it before reading; pass it as ``since`` to :meth:`put_doc` / :meth:`put_page`."""
+        return self._generation
+
+    def changed_since(self, key: str, since: int) -> bool:
+        """Was ``key`` (possibly) invalidated after generation ``since``?"""
+        if since < self._recent_floor:
+            return True
+        generation = self._recent.get(key)
+        if generation is not None and generation > since:
+            return True
+        return any(g > since and key.startswith(p) for p, g in self._prefix_generation.items())
 
     # sizes --------------------------------------------------------------------------------
     @property
@@ -195,8 +218,10 @@ class Cache:
         _DOC_MISS()
         return _MISSING
 
-    def put_doc(self, key: str, value: Any) -> None:
-        if self.ttl <= 0:
+    def put_doc(self, key: str, value: Any, *, since: int | None = None) -> None:
+        """Cache a document read; ``since``: :attr:`generation` before the read (the value is
+        not cached when the key was invalidated meanwhile: it may predate that change)."""
+        if self.ttl <= 0 or (since is not None and self.changed_since(key, since)):
             return
         old = self._docs.pop(key, None)
         if old is not None:
@@ -227,8 +252,9 @@ class Cache:
         _PAGE_MISS()
         return None
 
-    def put_page(self, key: str, page: Page, deps: set[str], ttl: float | None = None) -> None:
-        if self.ttl <= 0:
+    def put_page(self, key: str, page: Page, deps: set[str], ttl: float | None = None, *, since: int | None = None) -> None:
+        """Cache a page built from ``deps``; ``since`` as in :meth:`put_doc`, for any of them."""
+        if self.ttl <= 0 or (since is not None and any(self.changed_since(dep, since) for dep in deps)):
             return
         old = self._pages.pop(key, None)
         if old is not None:
@@ -258,6 +284,13 @@ class Cache:
     def invalidate(self, *keys: str) -> int:
         """Drop the documents ``keys`` and every page built from them; the number dropped."""
         dropped = 0
+        self._generation += 1
+        recent = self._recent
+        for key in keys:
+            recent[key] = self._generation
+            recent.move_to_end(key)
+        while len(recent) > RECENT_MAX:
+            _, self._recent_floor = recent.popitem(last=False)
         for key in keys:
             entry = self._docs.pop(key, None)
             if entry is not None:
@@ -279,9 +312,14 @@ class Cache:
         keys = self._indexed.get(prefix)
         if keys is None:
             raise ValueError(f"{prefix!r} is not an indexed prefix of this cache (indexed: {self._prefixes})")
-        return self.invalidate(*tuple(keys))
+        dropped = self.invalidate(*tuple(keys))
+        self._prefix_generation[prefix] = self._generation  # also what is being read under it right now
+        return dropped
 
     def clear(self) -> None:
+        self._generation += 1
+        self._recent_floor = self._generation  # whatever is being read now predates the clear
+        self._recent.clear()
         self._docs.clear()
         self._pages.clear()
         self._dependants.clear()

@@ -220,8 +220,9 @@ class Discovery:
                       build: Callable[[], Awaitable[tuple[Page, set[str]]]]) -> web.StreamResponse:
         page = self.cache.get_page(key)
         if page is None:
+            since = self.cache.generation
             page, deps = await build()
-            self.cache.put_page(key, page, deps)
+            self.cache.put_page(key, page, deps, since=since)
         return respond(request, page)
 
     def _url(self, path: str) -> str:

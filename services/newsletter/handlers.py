@@ -21,7 +21,7 @@ from services.newsletter.mail import Mailer, confirmation_email, digest_email, l
 from services.newsletter.settings import NewsletterSettings
 from shared.events import ConfirmRequested, Envelope, SignupRequested, UnsubscribeRequested, parse_event
 from shared.kafka import PermanentError
-from shared.listings import bucket_id, bucket_start, index_id, sort_items
+from shared.listings import bucket_start, index_id, sort_items, walk_buckets
 from shared.mongo import FRONTS, SUBSCRIBERS, read_modify_write
 from shared.tokens import InvalidToken, Purpose, make_token, new_nonce, read_token, subscriber_id_for
 
@@ -168,10 +168,12 @@ async def todays_articles(db: AsyncDatabase, now: datetime, *, hours: int = 24, 
     since = now - timedelta(hours=hours)
     index = await db[FRONTS].find_one({"_id": index_id("home")})
     items: list[dict[str, Any]] = []
-    for bucket in (index or {}).get("buckets", []):
+    async def read(doc_id: str) -> dict[str, Any] | None:
+        return await db[FRONTS].find_one({"_id": doc_id})
+
+    async for bucket, doc in walk_buckets("home", (index or {}).get("buckets", []), read):
         if bucket_start(bucket) < since - timedelta(hours=1):
             break
-        doc = await db[FRONTS].find_one({"_id": bucket_id("home", bucket)})
         for item in (doc or {}).get("items", []):
             published = _aware(item["published_at"])
             embargo = item.get("embargoed_until")

@@ -24,6 +24,7 @@ every write; the offset is committed by the runner after the events are acknowle
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,9 +38,10 @@ from pymongo.errors import DuplicateKeyError
 from services.storage.settings import StorageSettings
 from shared.events import Article, ArticleStored, IngestedEvent, StoredEvent, teaser_of
 from shared.kafka import Message, Publisher, decode_event
-from shared.listings import HOME_KEY, MAX_BUCKETS, bucket_id, bucket_of, index_id, sort_items
-from shared.mongo import (ARTICLES, FRONTS, VERSIONS, WRITE_BATCH, insert_new, insert_once, read_modify_write,
-                          versioned_upsert, write_revisions)
+from shared.listings import (BUCKET_MAX_ITEMS, HOME_KEY, MAX_BUCKETS, TIME_KEY_LEN, bucket_id, bucket_of, child_of,
+                             index_id, sort_items)
+from shared.mongo import (ARTICLES, FRONTS, VERSIONS, WRITE_BATCH, ContentionError, insert_new, insert_once,
+                          read_modify_write, versioned_upsert, write_revisions)
 
 log = structlog.get_logger("storage")
 
@@ -105,6 +107,12 @@ class ListingChange:
     meta: dict[str, str]
     article_id: str
     teaser: dict[str, Any] | None
+    published_at: datetime | None = None  # where the article sits (a split bucket's child); default: the teaser's
+
+    def child(self, bucket: str) -> str | None:
+        """The child slot of a split ``bucket`` that this change goes to."""
+        published = self.published_at or (self.teaser or {}).get("published_at")
+        return child_of(bucket, published) if published is not None else None
 
 
 def apply_to_bucket(items: list[dict[str, Any]], changes: Sequence[ListingChange]) -> list[dict[str, Any]] | None:
@@ -132,6 +140,9 @@ def apply_to_index(current: dict[str, Any] | None, key: str, non_empty: dict[str
     buckets = list(original)
     for bucket, filled in non_empty.items():
         if filled and bucket not in buckets:
+            if any(b.startswith(bucket) for b in buckets):
+                continue  # it was split meanwhile: its children are listed (a late write from another replica)
+            buckets = sorted([b for b in buckets if not bucket.startswith(b)], reverse=True)  # a split parent goes
             buckets = sorted([*buckets, bucket], reverse=True)[:MAX_BUCKETS]
         elif not filled and bucket in buckets:
             buckets = [b for b in buckets if b != bucket]
@@ -165,6 +176,13 @@ class KnownDocuments:
     def __init__(self, capacity: int = 50_000) -> None:
         self.capacity = capacity
         self._ids: dict[str, None] = {}
+        # Bucket documents seen split: a split is never undone, so this is a fact, not a hint.
+        self.split: dict[str, None] = {}
+
+    def add_split(self, doc_id: str) -> None:
+        self.split[doc_id] = None
+        if len(self.split) > self.capacity:
+            del self.split[next(iter(self.split))]
 
     def __contains__(self, doc_id: str) -> bool:
         return doc_id in self._ids
@@ -237,41 +255,179 @@ async def write_documents(coll: AsyncCollection, changes: dict[str, Change], kno
     return written
 
 
-async def apply_listing_changes(db: AsyncDatabase, changes: Sequence[ListingChange], known: KnownDocuments | None = None) -> int:
-    """Apply listing changes: each touched bucket is written once, then each touched listing
-    index (see :func:`write_documents`). Returns the number of documents written."""
+async def apply_listing_changes(db: AsyncDatabase, changes: Sequence[ListingChange], known: KnownDocuments | None = None, *,
+                                max_items: int = BUCKET_MAX_ITEMS, max_rounds: int = 60) -> int:
+    """Apply listing changes: each touched bucket is written once (split when it outgrows
+    ``max_items``), then each touched listing index. Returns the number of documents written.
+
+    Safe with several writers (storage replicas): a bucket is written only at the revision it
+    was read at (:func:`shared.mongo.write_revisions`), else read again in the next round. A
+    split writes the children first, with exactly the items the bucket held, then marks the
+    bucket split at the revision read; a writer that finds a bucket split moves its changes to
+    the children. Nothing is lost when a writer stops between the steps: until the bucket is
+    marked, its items are still in it and the next split rewrites the children."""
     known = known if known is not None else KnownDocuments()
-    by_bucket: dict[tuple[str, str], list[ListingChange]] = {}
-    for change in changes:
-        by_bucket.setdefault((change.key, change.bucket), []).append(change)
     fronts = db[FRONTS]
-    remaining: dict[tuple[str, str], int] = {}
+    now = datetime.now(UTC)
+    written = 0
+    todo: dict[tuple[str, str], list[ListingChange]] = {}
 
-    def bucket_change(kb: tuple[str, str], bucket_changes: list[ListingChange]) -> Change:
-        def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            items = list((current or {}).get("items", []))
-            placed = apply_to_bucket(items, bucket_changes)
-            remaining[kb] = len(placed if placed is not None else items)
-            if placed is None or (current is None and not placed):
-                return None
-            return {"items": placed, "updated_at": datetime.now(UTC)}
-        return change
+    def route(key: str, bucket: str, change: ListingChange) -> None:
+        while bucket_id(key, bucket) in known.split and (child := change.child(bucket)) is not None:
+            bucket = child
+        todo.setdefault((key, bucket), []).append(change)
 
-    written = await write_documents(fronts, {bucket_id(*kb): bucket_change(kb, chs) for kb, chs in by_bucket.items()}, known)
+    for change in changes:
+        route(change.key, change.bucket, change)
     non_empty: dict[str, dict[str, bool]] = {}
     metas: dict[str, dict[str, str]] = {}
     sections: dict[str, list[dict[str, Any]]] = {}
-    for (key, bucket), bucket_changes in by_bucket.items():
-        non_empty.setdefault(key, {})[bucket] = remaining[(key, bucket)] > 0
-        metas[key] = bucket_changes[-1].meta
-        if key == HOME_KEY:
-            sections.setdefault(key, []).extend(c.teaser["section"] for c in bucket_changes if c.teaser and c.teaser.get("section"))
+    for change in changes:
+        metas[change.key] = change.meta
+        if change.key == HOME_KEY and change.teaser and change.teaser.get("section"):
+            sections.setdefault(change.key, []).append(change.teaser["section"])
+
+    for _ in range(max_rounds):
+        if not todo:
+            break
+        groups, todo = todo, {}
+        # 1. Buckets not known to exist are offered as new documents (an existing one fails with
+        #    a duplicate key and nothing is overwritten).
+        offered = []
+        for (key, bucket), group in groups.items():
+            doc_id = bucket_id(key, bucket)
+            if doc_id not in known:
+                placed = apply_to_bucket([], group)
+                if placed and len(placed) <= max_items:
+                    offered.append({"_id": doc_id, "rev": 1, "items": placed, "updated_at": now})
+        inserted = await insert_new(fronts, offered)
+        for doc in offered:
+            known.add(doc["_id"])
+        written += len(inserted)
+        rest: list[tuple[str, str]] = []
+        for kb in groups:
+            if bucket_id(*kb) in inserted:
+                non_empty.setdefault(kb[0], {})[kb[1]] = True
+            else:
+                rest.append(kb)
+        # 2. The others are read (concurrently), changed, and written at the revision read.
+        gate = asyncio.Semaphore(8)
+
+        async def read(doc_id: str) -> dict[str, Any] | None:
+            async with gate:
+                return await fronts.find_one({"_id": doc_id})
+
+        currents = await asyncio.gather(*(read(bucket_id(*kb)) for kb in rest))
+        updates: dict[str, tuple[int, dict[str, Any]]] = {}
+        outcome: dict[str, tuple[tuple[str, str], dict[str, bool]]] = {}  # doc id -> (bucket, index changes if written)
+        for kb, current in zip(rest, currents):
+            key, bucket = kb
+            doc_id = bucket_id(key, bucket)
+            group = groups[kb]
+            if current is not None:
+                known.add(doc_id)
+            if current is not None and current.get("split"):
+                known.add_split(doc_id)
+                for change in group:  # someone split it: the changes go one slot finer
+                    child = change.child(bucket)
+                    if child is None:
+                        raise ValueError(f"listing change for {change.article_id} has no publication time to place it in {doc_id}")
+                    todo.setdefault((key, child), []).append(change)
+                continue
+            items = list((current or {}).get("items", []))
+            placed = apply_to_bucket(items, group)
+            if placed is None:
+                if current is not None:
+                    non_empty.setdefault(key, {})[bucket] = bool(items)
+                continue
+            children = _split_items(bucket, placed, max_items)
+            if children is None:
+                fields: dict[str, Any] = {"items": placed, "updated_at": now}
+                flags = {bucket: bool(placed)}
+                if current is None and not placed:
+                    continue
+            else:
+                # The children first, with exactly these items; then the bucket is marked split.
+                n, leaves = await _write_children(fronts, key, children, known, now, max_items)
+                written += n
+                fields = {"items": [], "split": True, "children": sorted(children, reverse=True), "updated_at": now}
+                flags = {bucket: False, **{leaf: True for leaf in leaves}}
+            if current is None:
+                try:
+                    await fronts.insert_one({"_id": doc_id, "rev": 1, **fields})
+                except DuplicateKeyError:
+                    todo.setdefault(kb, []).extend(group)  # created meanwhile: read it next round
+                    continue
+                known.add(doc_id)
+                written += 1
+                _record(non_empty, key, flags, known, doc_id, split=children is not None)
+                continue
+            updates[doc_id] = (int(current.get("rev", 0)), fields)
+            outcome[doc_id] = (kb, flags)
+        done = await write_revisions(fronts, updates)
+        written += len(done)
+        for doc_id, (kb, flags) in outcome.items():
+            if doc_id in done:
+                _record(non_empty, kb[0], flags, known, doc_id, split="split" in updates[doc_id][1])
+            else:
+                todo.setdefault(kb, []).extend(groups[kb])  # lost a race: read it again
+        if todo:
+            await asyncio.sleep(random.uniform(0.002, 0.02))  # let the winner finish
+    else:
+        raise ContentionError(f"listing buckets kept changing under this writer: {sorted(todo)[:5]}")
 
     def index_change(key: str) -> Change:
         return lambda current: apply_to_index(current, key, non_empty[key], metas[key], sections.get(key, []), datetime.now(UTC))
 
     written += await write_documents(fronts, {index_id(key): index_change(key) for key in non_empty}, known)
     return written
+
+
+def _record(non_empty: dict[str, dict[str, bool]], key: str, flags: dict[str, bool], known: KnownDocuments,
+            doc_id: str, *, split: bool) -> None:
+    non_empty.setdefault(key, {}).update(flags)
+    if split:
+        known.add_split(doc_id)
+
+
+async def _write_children(fronts: AsyncCollection, key: str, children: dict[str, list[dict[str, Any]]],
+                          known: KnownDocuments, now: datetime, max_items: int) -> tuple[int, list[str]]:
+    """Write a split bucket's children with exactly ``children``' items, a child that is itself
+    too large split the same way first (a child left by an interrupted split is overwritten:
+    nothing reads it until its parent is marked split). Returns (documents written, the leaf
+    buckets that hold the items)."""
+    written = 0
+    leaves: list[str] = []
+    docs: dict[str, dict[str, Any]] = {}
+    for child, items in children.items():
+        grand = _split_items(child, items, max_items)
+        if grand is None:
+            docs[bucket_id(key, child)] = {"items": sort_items(items), "updated_at": now}
+            leaves.append(child)
+        else:
+            n, grand_leaves = await _write_children(fronts, key, grand, known, now, max_items)
+            written += n
+            leaves += grand_leaves
+            docs[bucket_id(key, child)] = {"items": [], "split": True, "children": sorted(grand, reverse=True), "updated_at": now}
+    inserted = await insert_new(fronts, [{"_id": doc_id, "rev": 1, **fields} for doc_id, fields in docs.items()])
+    written += len(inserted)
+    for doc_id, fields in docs.items():
+        known.add(doc_id)
+        if doc_id not in inserted:
+            written += await read_modify_write(fronts, doc_id, lambda _current, fields=fields: fields)
+        if fields.get("split"):
+            known.add_split(doc_id)
+    return written, leaves
+
+
+def _split_items(bucket: str, items: list[dict[str, Any]], max_items: int) -> dict[str, list[dict[str, Any]]] | None:
+    """A too-large bucket's items by child slot (None: small enough, or already the finest slot)."""
+    if len(items) <= max_items or len(bucket) >= TIME_KEY_LEN:
+        return None
+    children: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        children.setdefault(child_of(bucket, item["published_at"]) or bucket, []).append(item)
+    return children
 
 
 # --- one stored version -------------------------------------------------------------------------
@@ -295,12 +451,14 @@ def listing_changes(outcome: Outcome, tag_limit: int) -> list[ListingChange]:
     old_fronts = fronts_of(outcome.previous, tag_limit)
     new_fronts = fronts_of(outcome.new_state, tag_limit)
     teaser = teaser_of(article).model_dump(mode="python") if article.pub_status == "usable" else None
-    changes = [ListingChange(key, bucket, meta, article.id, teaser) for (key, bucket), meta in new_fronts.items()]
-    changes += [ListingChange(key, bucket, meta, article.id, None)
+    new_time = outcome.new_state.get("first_created")
+    old_time = (outcome.previous or {}).get("first_created")
+    changes = [ListingChange(key, bucket, meta, article.id, teaser, new_time) for (key, bucket), meta in new_fronts.items()]
+    changes += [ListingChange(key, bucket, meta, article.id, None, old_time)
                 for (key, bucket), meta in old_fronts.items() if (key, bucket) not in new_fronts]
-    if article.pub_status != "usable" and outcome.new_state.get("first_created"):
+    if article.pub_status != "usable" and new_time:
         # Killed/withheld: make sure it leaves the lists it was in (also on a re-delivery).
-        changes += [ListingChange(key, bucket, meta, article.id, None)
+        changes += [ListingChange(key, bucket, meta, article.id, None, new_time)
                     for (key, bucket), meta in fronts_of({**outcome.new_state, "pub_status": "usable"}, tag_limit).items()]
     return changes
 

@@ -542,8 +542,15 @@ async def score(result: Result, run: Run, upstream: Upstream, observer: Observer
     dups: dict[str, list[str]] = defaultdict(list)
     home_index = fronts.get(index_id(HOME_KEY), {})
     home_seen: Counter[str] = Counter()
-    for bucket in home_index.get("buckets", []):
-        for item in fronts.get(bucket_id(HOME_KEY, bucket), {}).get("items", []):
+    queue, walked = list(home_index.get("buckets", [])), set()
+    while queue:  # the listed buckets, a split one through its children
+        bucket = queue.pop(0)
+        if bucket in walked:
+            continue
+        walked.add(bucket)
+        doc = fronts.get(bucket_id(HOME_KEY, bucket), {})
+        queue[0:0] = doc.get("children") or [] if doc.get("split") else []
+        for item in doc.get("items", []):
             home_seen[item["id"]] += 1
     section_seen: Counter[str] = Counter()
     for doc_id, doc in fronts.items():

@@ -319,3 +319,44 @@ def test_bytes_and_entries_are_exported():
     cache.put_doc("articles:b", article_doc(2))
     assert REGISTRY.get_sample_value("kazpost_cache_evictions_total", {"reason": "bytes"}) == evicted + 1
     assert cache.get_doc("articles:a") is MISSING
+
+
+def test_a_read_that_an_invalidation_overtakes_is_not_cached():
+    """A reader reads a document (or builds a page), the event that changes it is handled while
+    the read is in flight, then the reader caches what it read: that result may be the old one,
+    so it is served but not kept (otherwise the old page would live until the TTL ends)."""
+    cache = Cache(ttl=60, max_entries=100)
+    since = cache.generation
+    cache.invalidate("articles:a")  # the event, while the read of articles:a is in flight
+    cache.put_doc("articles:a", {"v": 1}, since=since)
+    assert cache.get_doc("articles:a") is MISSING
+    cache.put_doc("articles:b", {"v": 1}, since=since)  # another key: cached
+    assert cache.get_doc("articles:b") == {"v": 1}
+
+    # Listings are dropped by prefix; a page being built from a listing document that was not
+    # cached yet is covered too.
+    since = cache.generation
+    cache.invalidate_prefix("fronts:")
+    cache.put_doc("fronts:front:home", {"buckets": []}, since=since)
+    cache.put_page("page:/", make_page("old home"), {"fronts:front:home"}, since=since)
+    assert cache.get_doc("fronts:front:home") is MISSING and cache.get_page("page:/") is None
+    since = cache.generation  # a build that starts after the event caches as usual
+    cache.put_page("page:/", make_page("new home"), {"fronts:front:home"}, since=since)
+    assert cache.get_page("page:/") is not None
+
+
+def test_the_memory_of_invalidations_is_bounded_and_errs_on_the_safe_side(monkeypatch):
+    import services.gateway.cache as module
+
+    monkeypatch.setattr(module, "RECENT_MAX", 10)
+    cache = Cache(ttl=60, max_entries=100)
+    since = cache.generation
+    for i in range(50):
+        cache.invalidate(f"articles:{i}")
+    assert len(cache._recent) == 10
+    cache.put_doc("articles:x", 1, since=since)  # older than what is remembered: not cached
+    assert cache.get_doc("articles:x") is MISSING
+    cache.clear()
+    since = cache.generation
+    cache.put_doc("articles:x", 2, since=since)
+    assert cache.get_doc("articles:x") == 2
