@@ -82,6 +82,15 @@ class Pipeline:
     def deps(self) -> dict:
         return dict(state=self.state, follower=self.follower, db=self.db, publisher=self.publisher, settings=self.settings)
 
+    async def batch(self, messages: list[Message]) -> int:
+        """The follower applies ``messages``, then the handler gets them as one fetched batch."""
+        self.follow(messages)
+        return await handle_stored_batch(decoded(messages), **self.deps())
+
+    async def flush(self, *, everything: bool = False) -> int:
+        return await flush_pending(state=self.state, db=self.db, publisher=self.publisher, settings=self.settings,
+                                   everything=everything)
+
     def lists(self) -> dict[str, list[str]]:
         return {doc_id: [i["teaser"]["id"] for i in doc["items"]] for doc_id, doc in self.db[RELATED].docs.items()}
 
@@ -101,9 +110,7 @@ async def one_by_one(messages: list[Message]) -> Pipeline:
 async def batched(messages: list[Message], size: int, concurrency: int = 4) -> Pipeline:
     p = Pipeline(concurrency)
     for start in range(0, len(messages), size):
-        chunk = messages[start:start + size]
-        p.follow(chunk)
-        await handle_stored_batch(decoded(chunk), **p.deps())
+        await p.batch(messages[start:start + size])
     return p
 
 
@@ -207,12 +214,10 @@ async def test_a_batch_waits_for_the_follower_to_pass_its_last_offset_per_partit
 async def test_back_links_wait_for_their_time_and_are_rewritten_once_for_many_changes():
     p = Pipeline(delay=0.2)
     first, rest = STREAM[:6], STREAM[6:21]
-    p.follow(first)
-    await handle_stored_batch(decoded(first), **p.deps())
+    await p.batch(first)
     before = p.lists()
     for m in rest:  # 15 batches of one, each changing some older lists
-        p.follow([m])
-        await handle_stored_batch(decoded([m]), **p.deps())
+        await p.batch([m])
     own = {m.key.decode() for m in rest}
     # each batch wrote its own article's list and nothing else
     assert [key for key, _ in p.publisher.events] == [m.key.decode() for m in [*first, *rest]]
@@ -221,9 +226,9 @@ async def test_back_links_wait_for_their_time_and_are_rewritten_once_for_many_ch
     # own list was just written from the newest index
     assert waiting & set(before) and rest[-1].key.decode() not in waiting and waiting <= set(before) | own
     assert all(p.lists()[t] == before[t] for t in waiting if t in before)  # not yet rewritten
-    assert await flush_pending(**{k: v for k, v in p.deps().items() if k != "follower"}) == 0  # not due yet
+    assert await p.flush() == 0  # not due yet
     await asyncio.sleep(0.25)
-    written = await flush_pending(**{k: v for k, v in p.deps().items() if k != "follower"})
+    written = await p.flush()
     assert written == len(waiting) and not p.state.pending and p.publisher.drained == len(p.publisher.events)
     rewritten = [key for key, _ in p.publisher.events[len(first) + len(rest):]]
     assert sorted(rewritten) == sorted(waiting)  # once each, however many articles changed it
@@ -233,30 +238,23 @@ async def test_back_links_wait_for_their_time_and_are_rewritten_once_for_many_ch
 
 async def test_pending_back_links_due_are_written_by_the_next_batch_and_all_at_shutdown():
     p = Pipeline(delay=0.1)
-    p.follow(STREAM[:12])
-    await handle_stored_batch(decoded(STREAM[:12]), **p.deps())
-    p.follow(STREAM[12:16])
-    await handle_stored_batch(decoded(STREAM[12:16]), **p.deps())
+    await p.batch(STREAM[:12])
+    await p.batch(STREAM[12:16])
     waiting = set(p.state.pending)
     assert waiting
     await asyncio.sleep(0.15)
-    p.follow(STREAM[16:17])
-    await handle_stored_batch(decoded(STREAM[16:17]), **p.deps())  # due ones go with this batch
+    await p.batch(STREAM[16:17])  # due ones go with this batch
     assert waiting.isdisjoint(p.state.pending)
-    p.follow(STREAM[17:20])
-    await handle_stored_batch(decoded(STREAM[17:20]), **p.deps())
+    await p.batch(STREAM[17:20])
     assert p.state.pending
-    deps = {k: v for k, v in p.deps().items() if k != "follower"}
-    await flush_pending(**deps, everything=True)  # shutdown: whatever is still waiting
+    await p.flush(everything=True)  # shutdown: whatever is still waiting
     assert not p.state.pending
 
 
 async def test_a_failed_back_link_write_stays_pending():
     p = Pipeline(delay=0.05)
-    p.follow(STREAM[:12])
-    await handle_stored_batch(decoded(STREAM[:12]), **p.deps())
-    p.follow(STREAM[12:14])
-    await handle_stored_batch(decoded(STREAM[12:14]), **p.deps())
+    await p.batch(STREAM[:12])
+    await p.batch(STREAM[12:14])
     waiting = set(p.state.pending)
     assert waiting
     coll = p.db[RELATED]
@@ -267,8 +265,7 @@ async def test_a_failed_back_link_write_stays_pending():
 
     coll.update_one = down  # type: ignore[method-assign]
     await asyncio.sleep(0.06)
-    deps = {k: v for k, v in p.deps().items() if k != "follower"}
-    assert await flush_pending(**deps) == 0
+    assert await p.flush() == 0
     assert set(p.state.pending) == waiting
     coll.update_one = original  # type: ignore[method-assign]
-    assert await flush_pending(**deps) == len(waiting) and not p.state.pending
+    assert await p.flush() == len(waiting) and not p.state.pending
