@@ -24,6 +24,7 @@ read is an ``_id`` lookup. Non-overlapping slots sort newest first as plain stri
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -66,16 +67,16 @@ async def walk_buckets(key: str, buckets: list[str], read: Callable[[str], Await
                        skip: Callable[[str], bool] | None = None) -> AsyncIterator[tuple[str, dict[str, Any] | None]]:
     """(bucket, document) of a listing's buckets newest first, each read once, split buckets
     replaced by their children; ``read`` gets a document id, ``skip`` drops a bucket unread."""
-    queue = list(buckets)
+    queue = deque(buckets)
     seen: set[str] = set()
     while queue:
-        bucket = queue.pop(0)
+        bucket = queue.popleft()
         if bucket in seen or (skip is not None and skip(bucket)):
             continue
         seen.add(bucket)
         doc = await read(bucket_id(key, bucket))
         if doc is not None and doc.get("split"):
-            queue[0:0] = sorted(doc.get("children") or [], reverse=True)
+            queue.extendleft(sorted(doc.get("children") or []))  # ends up newest first at the front
             continue
         yield bucket, doc
 

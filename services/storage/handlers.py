@@ -142,8 +142,8 @@ def apply_to_index(current: dict[str, Any] | None, key: str, non_empty: dict[str
         if filled and bucket not in buckets:
             if any(b.startswith(bucket) for b in buckets):
                 continue  # it was split meanwhile: its children are listed (a late write from another replica)
-            buckets = sorted([b for b in buckets if not bucket.startswith(b)], reverse=True)  # a split parent goes
-            buckets = sorted([*buckets, bucket], reverse=True)[:MAX_BUCKETS]
+            # A split parent listed still (this is one of its children) goes.
+            buckets = sorted([*(b for b in buckets if not bucket.startswith(b)), bucket], reverse=True)[:MAX_BUCKETS]
         elif not filled and bucket in buckets:
             buckets = [b for b in buckets if b != bucket]
     fields: dict[str, Any] = {}
@@ -180,21 +180,33 @@ class KnownDocuments:
         self.split: dict[str, None] = {}
 
     def add_split(self, doc_id: str) -> None:
-        self.split[doc_id] = None
-        if len(self.split) > self.capacity:
-            del self.split[next(iter(self.split))]
+        self._remember(self.split, doc_id)
 
     def __contains__(self, doc_id: str) -> bool:
         return doc_id in self._ids
 
     def add(self, doc_id: str) -> None:
-        self._ids.pop(doc_id, None)
-        self._ids[doc_id] = None
-        if len(self._ids) > self.capacity:
-            del self._ids[next(iter(self._ids))]
+        self._remember(self._ids, doc_id)
+
+    def _remember(self, ids: dict[str, None], doc_id: str) -> None:
+        ids.pop(doc_id, None)
+        ids[doc_id] = None
+        if len(ids) > self.capacity:
+            del ids[next(iter(ids))]
 
 
 Change = Callable[[dict[str, Any] | None], dict[str, Any] | None]
+
+
+async def read_all(coll: AsyncCollection, doc_ids: Sequence[str], *, in_flight: int = 8) -> list[dict[str, Any] | None]:
+    """The documents ``doc_ids`` (None where missing), ``in_flight`` ``_id`` reads at a time."""
+    gate = asyncio.Semaphore(in_flight)
+
+    async def read(doc_id: str) -> dict[str, Any] | None:
+        async with gate:
+            return await coll.find_one({"_id": doc_id})
+
+    return await asyncio.gather(*(read(doc_id) for doc_id in doc_ids))
 
 
 async def write_documents(coll: AsyncCollection, changes: dict[str, Change], known: KnownDocuments, *,
@@ -220,13 +232,7 @@ async def write_documents(coll: AsyncCollection, changes: dict[str, Change], kno
     rest = [doc_id for doc_id in changes if doc_id not in inserted]
     if not rest:
         return written
-    gate = asyncio.Semaphore(reads_in_flight)
-
-    async def read(doc_id: str) -> dict[str, Any] | None:
-        async with gate:
-            return await coll.find_one({"_id": doc_id})
-
-    currents = await asyncio.gather(*(read(doc_id) for doc_id in rest))
+    currents = await read_all(coll, rest, in_flight=reads_in_flight)
     updates: dict[str, tuple[int, dict[str, Any]]] = {}
     slow: list[str] = []
     for doc_id, current in zip(rest, currents):
@@ -272,13 +278,11 @@ async def apply_listing_changes(db: AsyncDatabase, changes: Sequence[ListingChan
     written = 0
     todo: dict[tuple[str, str], list[ListingChange]] = {}
 
-    def route(key: str, bucket: str, change: ListingChange) -> None:
-        while bucket_id(key, bucket) in known.split and (child := change.child(bucket)) is not None:
+    for change in changes:  # past the buckets known to be split, to the slot that holds the article
+        bucket = change.bucket
+        while bucket_id(change.key, bucket) in known.split and (child := change.child(bucket)) is not None:
             bucket = child
-        todo.setdefault((key, bucket), []).append(change)
-
-    for change in changes:
-        route(change.key, change.bucket, change)
+        todo.setdefault((change.key, bucket), []).append(change)
     non_empty: dict[str, dict[str, bool]] = {}
     metas: dict[str, dict[str, str]] = {}
     sections: dict[str, list[dict[str, Any]]] = {}
@@ -311,13 +315,7 @@ async def apply_listing_changes(db: AsyncDatabase, changes: Sequence[ListingChan
             else:
                 rest.append(kb)
         # 2. The others are read (concurrently), changed, and written at the revision read.
-        gate = asyncio.Semaphore(8)
-
-        async def read(doc_id: str) -> dict[str, Any] | None:
-            async with gate:
-                return await fronts.find_one({"_id": doc_id})
-
-        currents = await asyncio.gather(*(read(bucket_id(*kb)) for kb in rest))
+        currents = await read_all(fronts, [bucket_id(*kb) for kb in rest])
         updates: dict[str, tuple[int, dict[str, Any]]] = {}
         outcome: dict[str, tuple[tuple[str, str], dict[str, bool]]] = {}  # doc id -> (bucket, index changes if written)
         for kb, current in zip(rest, currents):

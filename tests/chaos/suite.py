@@ -52,7 +52,7 @@ from aiokafka.errors import KafkaError
 
 from shared.events import article_id_for
 from shared.kafka import ResilientProducer, all_topics, ensure_topics
-from shared.listings import HOME_KEY, bucket_id, index_id
+from shared.listings import HOME_KEY, index_id, walk_buckets
 from shared.mongo import ARTICLES, FRONTS, RELATED, VERSIONS, database, init_database, make_client
 from shared.settings import MongoSettings
 from tests.chaos.infra import Infra
@@ -542,15 +542,12 @@ async def score(result: Result, run: Run, upstream: Upstream, observer: Observer
     dups: dict[str, list[str]] = defaultdict(list)
     home_index = fronts.get(index_id(HOME_KEY), {})
     home_seen: Counter[str] = Counter()
-    queue, walked = list(home_index.get("buckets", [])), set()
-    while queue:  # the listed buckets, a split one through its children
-        bucket = queue.pop(0)
-        if bucket in walked:
-            continue
-        walked.add(bucket)
-        doc = fronts.get(bucket_id(HOME_KEY, bucket), {})
-        queue[0:0] = doc.get("children") or [] if doc.get("split") else []
-        for item in doc.get("items", []):
+
+    async def read(doc_id: str) -> dict | None:
+        return fronts.get(doc_id)
+
+    async for _, doc in walk_buckets(HOME_KEY, home_index.get("buckets", []), read):  # split ones through their children
+        for item in (doc or {}).get("items", []):
             home_seen[item["id"]] += 1
     section_seen: Counter[str] = Counter()
     for doc_id, doc in fronts.items():
