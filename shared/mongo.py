@@ -208,11 +208,12 @@ async def claim_revisions(coll: AsyncCollection, read_at: dict[str, int], *, lea
 
 
 async def write_revisions(coll: AsyncCollection, updates: dict[str, tuple[int, dict[str, Any]]], *,
-                          lease_s: float = CLAIM_LEASE_S, deletes_in_flight: int = 4) -> set[str]:
+                          lease_s: float = CLAIM_LEASE_S, writes_in_flight: int = 4, deletes_in_flight: int = 4) -> set[str]:
     """Compare-and-swap of several documents: ``updates`` maps a document id to the ``rev`` it
     was read at and the fields to set. Each document is written only if no other writer changed
     it since (see :func:`claim_revisions`); returns the ids written. The others must be read
-    again. Claims are removed once their write is done (the ``rev`` filter then guards)."""
+    again. Claims are removed once their write is done (the ``rev`` filter then guards).
+    Up to ``writes_in_flight`` single-document updates run at once (each its own document)."""
     if not updates:
         return set()
     started = time.monotonic()
@@ -221,13 +222,22 @@ async def write_revisions(coll: AsyncCollection, updates: dict[str, tuple[int, d
                                 abandoned=abandoned)
     written: set[str] = set()
     try:
-        for doc_id, target in won.items():
-            if time.monotonic() - started > lease_s / 2:
-                break  # too slow: others may take these claims for abandoned ones; re-read instead
-            rev, fields = updates[doc_id]
-            result = await coll.update_one({"_id": doc_id, "rev": rev}, {"$set": {**fields, "rev": target}})
-            if result.matched_count == 1:
-                written.add(doc_id)
+        writers = asyncio.Semaphore(writes_in_flight)
+
+        async def write(doc_id: str, target: int) -> None:
+            async with writers:
+                if time.monotonic() - started > lease_s / 2:
+                    return  # too slow: others may take these claims for abandoned ones; re-read instead
+                rev, fields = updates[doc_id]
+                result = await coll.update_one({"_id": doc_id, "rev": rev}, {"$set": {**fields, "rev": target}})
+                if result.matched_count == 1:
+                    written.add(doc_id)
+
+        # Every write ends (written or failed) before the claims go; the first failure is raised.
+        results = await asyncio.gather(*(write(d, t) for d, t in won.items()), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
     finally:
         # Written, not written, or failed (a timeout): the claims go, so that nobody waits for
         # a lease to end. A document not written is still at the revision read (re-read it).

@@ -439,8 +439,17 @@ ensure_pg_database() { # FerretDB's role and database (checked on every start: c
   # larger than ~2 KB: a table of 2,000 related lists then looks like a few heap pages, the
   # planner picks a sequential scan over the GIN index, and every lookup decompresses every row
   # (18.6 ms instead of 0.2 ms at 2,000 documents). A scan stays possible where no index fits.
-  if [[ "$(pg_psql postgres -tAc "SELECT coalesce(array_to_string(setconfig, ','), '') FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = '$PG_ROLE' AND s.setdatabase = 0")" != *enable_seqscan=off* ]]; then
+  # The cost that setting puts on a plan that has no index to use (1e10) is far above
+  # jit_above_cost: such a query (a collection not yet indexed, a scan by a field without an
+  # index) would be JIT-compiled on every call, 20-50 ms for a few rows. Short queries never
+  # gain from JIT, so it is off for the role.
+  local role_settings
+  role_settings="$(pg_psql postgres -tAc "SELECT coalesce(array_to_string(setconfig, ','), '') FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = '$PG_ROLE' AND s.setdatabase = 0")"
+  if [[ $role_settings != *enable_seqscan=off* ]]; then
     pg_psql postgres -c "ALTER ROLE $PG_ROLE SET enable_seqscan = off"
+  fi
+  if [[ $role_settings != *jit=off* ]]; then
+    pg_psql postgres -c "ALTER ROLE $PG_ROLE SET jit = off"
   fi
 }
 

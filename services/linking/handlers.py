@@ -193,16 +193,8 @@ async def handle_stored_batch(items: Sequence[tuple[Message, StoredEvent]], *, s
                 del targets[target]
         for _, event in items:
             state.pending.pop(event.payload.article.id, None)  # written now from the newest index
-        for target, (due, corr) in list(state.pending.items()):
-            if due <= now and target not in targets:
-                targets[target] = (False, corr)
     async with state.write_lock:
         results = await _write_all(targets, state=state, db=db, publisher=publisher, settings=settings)
-    for target, result in zip(targets, results):
-        if result is not None and not isinstance(result, BaseException):
-            entry = state.pending.get(target)
-            if entry is not None and entry[0] <= now:
-                del state.pending[target]
     failed = [r for r in results if isinstance(r, BaseException)]
     if failed:
         raise failed[0]  # every write has ended: the retried batch starts from a quiet state
@@ -235,22 +227,31 @@ async def flush_pending(*, state: LinkingState, db: AsyncDatabase, publisher: Pu
                         everything: bool = False) -> int:
     """Rewrite the back-links whose time has come (all of them with ``everything``, at
     shutdown), then wait for their events' acknowledgements. Returns the lists rewritten; a
-    list whose write failed stays pending."""
+    list whose write failed stays pending.
+
+    New articles' own lists come first: the back-links are written in chunks of
+    ``backlink_chunk``, and the batch handler, waiting for the write lock, gets it between two
+    chunks (the lock is first come, first served) instead of after the whole flush."""
     now = time.monotonic()
-    due = {t: (False, corr) for t, (at, corr) in state.pending.items() if everything or at <= now}
-    if not due:
-        return 0
-    async with state.write_lock:
-        results = await _write_all(due, state=state, db=db, publisher=publisher, settings=settings)
-        await publisher.drain()
+    limit = float("inf") if everything else now
+    due = [(t, corr) for t, (at, corr) in state.pending.items() if at <= limit]
     rewritten = 0
-    for target, result in zip(due, results):
-        if isinstance(result, BaseException):
-            log.warning("backlink_write_failed", article_id=target, error=repr(result)[:300])
+    for start in range(0, len(due), settings.backlink_chunk):
+        # Written by the handler meanwhile (a new version of it), or due later now: skipped.
+        chunk = {t: (False, corr) for t, corr in due[start:start + settings.backlink_chunk]
+                 if state.pending.get(t, (float("inf"), ""))[0] <= limit}
+        if not chunk:
             continue
-        if state.pending.get(target, (0.0, ""))[0] <= (float("inf") if everything else now):
-            state.pending.pop(target, None)
-        rewritten += result
+        async with state.write_lock:
+            results = await _write_all(chunk, state=state, db=db, publisher=publisher, settings=settings)
+            await publisher.drain()
+        for target, result in zip(chunk, results):
+            if isinstance(result, BaseException):
+                log.warning("backlink_write_failed", article_id=target, error=repr(result)[:300])
+                continue
+            if state.pending.get(target, (0.0, ""))[0] <= limit:
+                state.pending.pop(target, None)
+            rewritten += result
     return rewritten
 
 

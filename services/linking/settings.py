@@ -23,12 +23,15 @@ class LinkingSettings(BaseSettings):
     ops_port: int | None = 8093
     k: int = Field(default=6, ge=1, le=50, description="related articles per article")
     backlink_limit: int = Field(default=20, ge=0, le=200)
-    write_concurrency: int = Field(default=1, ge=1, le=16,
-                                   description="related-list writes in flight at once (single-document each; on FerretDB overlapping writes cost more database CPU each)")
+    write_concurrency: int = Field(default=4, ge=1, le=16,
+                                   description="related-list writes in flight at once (single-document each)")
     backlink_delay_s: float = Field(
-        default=5.0, ge=0, le=300,
+        default=30.0, ge=0, le=300,
         description="an older article's list that new articles change is rewritten this long after the first change, "
                     "once for all of them (0: at once)")
+    backlink_chunk: int = Field(
+        default=16, ge=1, le=32,
+        description="back-links rewritten between two chances for new articles' own lists to be written")
     rebuild_batch_size: int = Field(default=500, ge=10)
     snapshot_path: str | None = Field(
         default=None, description="file of the persisted index; unset: rebuild from the database at start-up")

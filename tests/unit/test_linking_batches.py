@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -236,19 +237,51 @@ async def test_back_links_wait_for_their_time_and_are_rewritten_once_for_many_ch
         assert p.lists()[t] == [m.id for m in p.state.index.related(t)]
 
 
-async def test_pending_back_links_due_are_written_by_the_next_batch_and_all_at_shutdown():
+async def test_batches_write_only_their_own_lists_and_the_flush_writes_due_back_links_and_all_at_shutdown():
     p = Pipeline(delay=0.1)
     await p.batch(STREAM[:12])
     await p.batch(STREAM[12:16])
     waiting = set(p.state.pending)
     assert waiting
     await asyncio.sleep(0.15)
-    await p.batch(STREAM[16:17])  # due ones go with this batch
+    written = len(p.publisher.events)
+    await p.batch(STREAM[16:17])  # due back-links are not the handler's: its own list only
+    assert [key for key, _ in p.publisher.events[written:]] == [STREAM[16].key.decode()]
+    assert (waiting - {STREAM[16].key.decode()}) <= set(p.state.pending)
+    await p.flush()  # the due ones
     assert waiting.isdisjoint(p.state.pending)
     await p.batch(STREAM[17:20])
     assert p.state.pending
     await p.flush(everything=True)  # shutdown: whatever is still waiting
     assert not p.state.pending
+
+
+async def test_a_batch_waiting_during_a_long_flush_is_written_between_two_chunks():
+    p = Pipeline(concurrency=1, delay=0.05)
+    p.settings.backlink_chunk = 1
+    await p.batch(STREAM[:14])
+    await p.batch(STREAM[14:18])
+    assert len(p.state.pending) >= 3
+    await asyncio.sleep(0.06)
+    coll = p.db[RELATED]
+    original = coll.update_one
+    order: list[str] = []
+
+    async def slow(filter, *args, **kwargs):  # noqa: A002 - the collection's own signature
+        order.append(filter["_id"])
+        await asyncio.sleep(0.01)
+        return await original(filter, *args, **kwargs)
+
+    coll.update_one = slow  # type: ignore[method-assign]
+    started = time.monotonic()
+    flush = asyncio.create_task(p.flush())
+    while not order:
+        await asyncio.sleep(0)
+    await p.batch(STREAM[18:19])
+    assert STREAM[18].key.decode() in order and p.state.pending  # written before the flush ended
+    await flush
+    assert order[-1] != STREAM[18].key.decode()
+    assert all(due > started for due, _ in p.state.pending.values())  # only what the new batch changed waits
 
 
 async def test_a_failed_back_link_write_stays_pending():
