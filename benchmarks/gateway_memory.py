@@ -126,6 +126,7 @@ def templates(n: int) -> list[Template]:
     from services.gateway.app import VIEWS, create_app
     from services.ingestion.normalise import normalise, validate_item
     from services.storage.handlers import article_document
+    from shared.packed import pack
 
     corpus, now = Corpus(), datetime.now(UTC)
     articles = [normalise(validate_item(corpus.item(f"urn:bench:gwmem:{i}", i, now - timedelta(minutes=10 * i))), now=now)
@@ -135,8 +136,8 @@ def templates(n: int) -> list[Template]:
         doc = article_document(a, None, history_size=10, now=now)
         raw[("articles", a.id)] = bson.encode({"_id": a.id, "version": a.version, **doc})
         related = [RelatedItem(teaser=teaser_of(articles[(j + k) % n]), score=0.5 - k / 100) for k in range(1, 7)]
-        raw[("related", a.id)] = bson.encode({"_id": a.id, "items": [r.model_dump(mode="python") for r in related],
-                                              "duplicates": [], "also_reported": [], "updated_at": now, "rev": 1})
+        raw[("related", a.id)] = bson.encode({"_id": a.id, "items": pack([r.model_dump(mode="python") for r in related]),
+                                              "duplicates": [], "also_reported": pack([]), "updated_at": now, "rev": 1})
 
     class Collection:
         def __init__(self, name: str) -> None:

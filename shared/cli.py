@@ -38,6 +38,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.events import article_id_for
 from shared.kafka import HEADER_CORRELATION, all_topics, connection_options, ensure_topics, make_consumer, make_producer
 from shared.mongo import ARTICLES, FRONTS, RELATED, VERSIONS, database, init_database, make_client
+from shared.packed import unpack
 from shared.settings import KafkaSettings, MongoSettings, kafka_field, mongo_field
 
 
@@ -176,7 +177,7 @@ async def article_status(settings: CliSettings, ref: str, *, gateway: bool = Tru
     else:
         status["stored"] = None
     status["related"] = None if related is None else {
-        "rev": related.get("version"), "count": len(related.get("items", [])),
+        "rev": related.get("version"), "count": len(unpack(related.get("items"))),
         "duplicates": len(related.get("duplicates", [])), "updated_at": _iso(related.get("updated_at")),
     }
     status["audio"] = None if audio is None else {

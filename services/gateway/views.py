@@ -32,6 +32,7 @@ from shared.events import article_id_for
 from shared.listings import bucket_start, index_id, sort_items, walk_buckets
 from shared.audio import AUDIO, CONTENT_TYPE, AudioUnavailable, RangeNotSatisfiable, byte_range, etag_of, iter_range
 from shared.mongo import ARTICLES, FRONTS, RELATED
+from shared.packed import unpack_document
 
 log = structlog.get_logger("gateway")
 _PAGE_BUILD = metrics.CACHE_EVENTS.labels("page_build")  # a page rendered (the misses that waited for it are not)
@@ -121,6 +122,8 @@ class ReadModel:
             return cached
         since = self.cache.generation
         doc = await self.db[collection].find_one({"_id": doc_id})
+        if collection in (FRONTS, RELATED):
+            doc = unpack_document(doc)  # teaser lists are stored as JSON strings
         self.cache.put_doc(key, doc, since=since)
         return doc
 

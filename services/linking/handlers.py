@@ -20,6 +20,7 @@ from services.linking.teasers import Teasers
 from shared.events import Article, ArticleLinked, LinkedEvent, RelatedItem, StoredEvent, Teaser, teaser_of
 from shared.kafka import Message, Publisher, TransientError, decode_event
 from shared.mongo import ARTICLES, RELATED, versioned_upsert
+from shared.packed import pack
 
 log = structlog.get_logger("linking")
 
@@ -101,10 +102,11 @@ async def write_related(article_id: str, *, state: LinkingState, db: AsyncDataba
     ]
     rev = _rev()
     doc: dict[str, Any] = {
-        "items": [i.model_dump(mode="python") for i in items],
+        # Teaser lists are stored as JSON strings (shared/packed.py).
+        "items": pack([i.model_dump(mode="python") for i in items]),
         "duplicates": duplicates,
         # The same story republished elsewhere: shown as "also reported by" on the page.
-        "also_reported": [t.model_dump(mode="python") for d in duplicates if (t := state.teaser(d)) is not None],
+        "also_reported": pack([t.model_dump(mode="python") for d in duplicates if (t := state.teaser(d)) is not None]),
         "updated_at": datetime.now(UTC),
     }
     await versioned_upsert(db[RELATED], article_id, rev, doc)

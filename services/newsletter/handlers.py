@@ -23,6 +23,7 @@ from shared.events import ConfirmRequested, Envelope, SignupRequested, Unsubscri
 from shared.kafka import PermanentError
 from shared.listings import bucket_start, index_id, sort_items, walk_buckets
 from shared.mongo import FRONTS, SUBSCRIBERS, read_modify_write
+from shared.packed import unpack_document
 from shared.tokens import InvalidToken, Purpose, make_token, new_nonce, read_token, subscriber_id_for
 
 log = structlog.get_logger("newsletter")
@@ -169,7 +170,7 @@ async def todays_articles(db: AsyncDatabase, now: datetime, *, hours: int = 24, 
     index = await db[FRONTS].find_one({"_id": index_id("home")})
     items: list[dict[str, Any]] = []
     async def read(doc_id: str) -> dict[str, Any] | None:
-        return await db[FRONTS].find_one({"_id": doc_id})
+        return unpack_document(await db[FRONTS].find_one({"_id": doc_id}))
 
     async for bucket, doc in walk_buckets("home", (index or {}).get("buckets", []), read):
         if bucket_start(bucket) < since - timedelta(hours=1):

@@ -42,6 +42,7 @@ from shared.listings import (BUCKET_MAX_ITEMS, HOME_KEY, MAX_BUCKETS, TIME_KEY_L
                              index_id, sort_items)
 from shared.mongo import (ARTICLES, FRONTS, VERSIONS, WRITE_BATCH, ContentionError, insert_new, insert_once,
                           read_modify_write, versioned_upsert, write_revisions)
+from shared.packed import pack, unpack
 
 log = structlog.get_logger("storage")
 
@@ -303,7 +304,7 @@ async def apply_listing_changes(db: AsyncDatabase, changes: Sequence[ListingChan
             if doc_id not in known:
                 placed = apply_to_bucket([], group)
                 if placed and len(placed) <= max_items:
-                    offered.append({"_id": doc_id, "rev": 1, "items": placed, "updated_at": now})
+                    offered.append({"_id": doc_id, "rev": 1, "items": pack(placed), "updated_at": now})
         inserted = await insert_new(fronts, offered)
         for doc in offered:
             known.add(doc["_id"])
@@ -332,7 +333,7 @@ async def apply_listing_changes(db: AsyncDatabase, changes: Sequence[ListingChan
                         raise ValueError(f"listing change for {change.article_id} has no publication time to place it in {doc_id}")
                     todo.setdefault((key, child), []).append(change)
                 continue
-            items = list((current or {}).get("items", []))
+            items = unpack((current or {}).get("items"))
             placed = apply_to_bucket(items, group)
             if placed is None:
                 if current is not None:
@@ -340,7 +341,7 @@ async def apply_listing_changes(db: AsyncDatabase, changes: Sequence[ListingChan
                 continue
             children = _split_items(bucket, placed, max_items)
             if children is None:
-                fields: dict[str, Any] = {"items": placed, "updated_at": now}
+                fields: dict[str, Any] = {"items": pack(placed), "updated_at": now}
                 flags = {bucket: bool(placed)}
                 if current is None and not placed:
                     continue
@@ -348,7 +349,7 @@ async def apply_listing_changes(db: AsyncDatabase, changes: Sequence[ListingChan
                 # The children first, with exactly these items; then the bucket is marked split.
                 n, leaves = await _write_children(fronts, key, children, known, now, max_items)
                 written += n
-                fields = {"items": [], "split": True, "children": sorted(children, reverse=True), "updated_at": now}
+                fields = {"items": pack([]), "split": True, "children": sorted(children, reverse=True), "updated_at": now}
                 flags = {bucket: False, **{leaf: True for leaf in leaves}}
             if current is None:
                 try:
@@ -400,13 +401,13 @@ async def _write_children(fronts: AsyncCollection, key: str, children: dict[str,
     for child, items in children.items():
         grand = _split_items(child, items, max_items)
         if grand is None:
-            docs[bucket_id(key, child)] = {"items": sort_items(items), "updated_at": now}
+            docs[bucket_id(key, child)] = {"items": pack(sort_items(items)), "updated_at": now}
             leaves.append(child)
         else:
             n, grand_leaves = await _write_children(fronts, key, grand, known, now, max_items)
             written += n
             leaves += grand_leaves
-            docs[bucket_id(key, child)] = {"items": [], "split": True, "children": sorted(grand, reverse=True), "updated_at": now}
+            docs[bucket_id(key, child)] = {"items": pack([]), "split": True, "children": sorted(grand, reverse=True), "updated_at": now}
     inserted = await insert_new(fronts, [{"_id": doc_id, "rev": 1, **fields} for doc_id, fields in docs.items()])
     written += len(inserted)
     for doc_id, fields in docs.items():

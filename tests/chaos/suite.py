@@ -54,6 +54,7 @@ from shared.events import article_id_for
 from shared.kafka import ResilientProducer, all_topics, ensure_topics
 from shared.listings import HOME_KEY, index_id, walk_buckets
 from shared.mongo import ARTICLES, FRONTS, RELATED, VERSIONS, database, init_database, make_client
+from shared.packed import unpack_document
 from shared.settings import MongoSettings
 from tests.chaos.infra import Infra
 from tests.chaos.proxy import Proxy
@@ -531,8 +532,8 @@ async def score(result: Result, run: Run, upstream: Upstream, observer: Observer
 
     articles = {d["_id"]: d async for d in db[ARTICLES].find({}, {"_id": 1, "uri": 1, "version": 1, "slug": 1, "section": 1})}
     versions = [d async for d in db[VERSIONS].find({}, {"_id": 1, "article_id": 1, "version": 1})]
-    fronts = {d["_id"]: d async for d in db[FRONTS].find({})}
-    related = {d["_id"]: d async for d in db[RELATED].find({}, {"_id": 1, "items": 1})}
+    fronts = {d["_id"]: unpack_document(d) async for d in db[FRONTS].find({})}
+    related = {d["_id"]: unpack_document(d) async for d in db[RELATED].find({}, {"_id": 1, "items": 1})}
 
     version_keys = Counter((v["article_id"], int(v["version"])) for v in versions)
     not_stored = [k for k in acked if k not in version_keys or int(articles.get(k[0], {}).get("version", 0)) < k[1]]

@@ -161,7 +161,9 @@ async def pipeline(kafka_settings, mongo_settings, topics, mongo, run_id, smtp) 
     workers = {
         "ingestion": create_ingestion(IngestionSettings(kafka=kafka_settings, retry=FAST_RETRY, group_id=f"{group}-ingestion", ops_port=None)),
         "storage": create_storage(StorageSettings(kafka=kafka_settings, mongo=mongo_settings, retry=FAST_RETRY, group_id=f"{group}-storage", ops_port=None)),
-        "linking": create_linking(LinkingSettings(kafka=kafka_settings, mongo=mongo_settings, retry=FAST_RETRY, group_id=f"{group}-linking", ops_port=linking_port)),
+        # Back-links after a second, not the 30 s a busy site coalesces over: the tests wait for them.
+        "linking": create_linking(LinkingSettings(kafka=kafka_settings, mongo=mongo_settings, retry=FAST_RETRY, group_id=f"{group}-linking",
+                                                  ops_port=linking_port, backlink_delay_s=1.0)),
         "newsletter": create_newsletter(newsletter_settings),
         "narration": create_narration(NarrationSettings(kafka=kafka_settings, mongo=mongo_settings, retry=FAST_RETRY, group_id=f"{group}-narration", ops_port=None)),
     }

@@ -15,6 +15,7 @@ from services.linking.settings import LinkingSettings
 from shared.events import Article, ArticleStored, StoredEvent, Term, article_id_for
 from shared.kafka import all_topics, ensure_topics
 from shared.mongo import RELATED, database, make_client
+from shared.packed import unpack
 from shared.settings import TOPIC_FIELDS, KafkaSettings, MongoSettings
 from tests.integration.conftest import FAST_RETRY
 from tests.integration.helpers import eventually
@@ -91,7 +92,7 @@ async def stop(worker, task):
 
 async def related_ids(db, article_id: str) -> list[str]:
     doc = await db[RELATED].find_one({"_id": article_id})
-    return [i["teaser"]["id"] for i in (doc or {}).get("items", [])]
+    return [i["teaser"]["id"] for i in unpack((doc or {}).get("items"))]
 
 
 async def test_restart_loads_the_snapshot_instead_of_rebuilding(isolated, tmp_path):

@@ -19,6 +19,7 @@ from services.linking.settings import LinkingSettings
 from shared.events import Article, ArticleStored, StoredEvent, Term, teaser_of
 from shared.kafka import Message
 from shared.mongo import RELATED
+from shared.packed import unpack
 from tests.unit.test_storage_logic import FakeDb
 
 STORIES = {
@@ -93,7 +94,9 @@ class Pipeline:
                                    everything=everything)
 
     def lists(self) -> dict[str, list[str]]:
-        return {doc_id: [i["teaser"]["id"] for i in doc["items"]] for doc_id, doc in self.db[RELATED].docs.items()}
+        docs = self.db[RELATED].docs
+        assert all(isinstance(doc["items"], str) and isinstance(doc["also_reported"], str) for doc in docs.values())
+        return {doc_id: [i["teaser"]["id"] for i in unpack(doc["items"])] for doc_id, doc in docs.items()}
 
 
 def decoded(messages: list[Message]) -> list[tuple[Message, StoredEvent]]:
@@ -126,7 +129,7 @@ async def test_a_batch_leaves_every_list_as_the_index_ranks_it_after_the_batch(s
             assert lists[doc_id] == [m.id for m in p.state.index.related(doc_id)], doc_id
         assert doc_id not in lists[doc_id]
     # the corrected headline is what the lists that show article 3 embed
-    shown = [i["teaser"] for doc in p.db[RELATED].docs.values() for i in doc["items"] if i["teaser"]["id"] == f"{3:016x}"]
+    shown = [i["teaser"] for doc in p.db[RELATED].docs.values() for i in unpack(doc["items"]) if i["teaser"]["id"] == f"{3:016x}"]
     assert shown and all(t["headline"].endswith("(corrected)") for t in shown)
     # every own list announced, each with the correlation id of its article
     announced = {(key, e.correlation_id) for key, e in p.publisher.events}

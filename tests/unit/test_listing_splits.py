@@ -10,6 +10,7 @@ import pytest
 
 from services.storage.handlers import KnownDocuments, ListingChange, apply_listing_changes, apply_to_index
 from shared.listings import BUCKET_MAX_ITEMS, bucket_id, bucket_of, bucket_start, child_of, index_id, time_key, walk_buckets
+from shared.packed import unpack
 from tests.unit.test_storage_logic import FakeDb
 
 HOME = {"kind": "home", "slug": "home", "name": "Home"}
@@ -37,7 +38,7 @@ async def listed(db: FakeDb, key: str = "home") -> list[dict]:
 
     out = []
     async for _, doc in walk_buckets(key, index.get("buckets", []), read):
-        out += (doc or {}).get("items", [])
+        out += unpack((doc or {}).get("items"))
     return out
 
 
@@ -69,7 +70,8 @@ async def test_a_crowded_slot_splits_and_every_article_stays_listed_once_newest_
     assert [item["id"] for item in items] == [f"{i:016x}" for i in sorted(times, key=lambda i: times[i], reverse=True)]
     fronts = db["fronts"].docs
     assert fronts[bucket_id("home", "20261127060")]["split"] is True
-    assert max(len(doc.get("items", [])) for doc in fronts.values()) <= BUCKET_MAX_ITEMS
+    assert all(isinstance(doc["items"], str) for doc in fronts.values() if "items" in doc)  # stored packed
+    assert max(len(unpack(doc.get("items"))) for doc in fronts.values()) <= BUCKET_MAX_ITEMS
     listed_buckets = fronts[index_id("home")]["buckets"]
     assert all(not fronts[bucket_id("home", b)].get("split") for b in listed_buckets), "the index lists leaves only"
     assert listed_buckets == sorted(listed_buckets, reverse=True)
@@ -128,6 +130,6 @@ async def test_readers_follow_a_split_bucket_listed_by_a_stale_index_and_read_ea
         reads.append(doc_id)
         return await fronts.find_one({"_id": doc_id})
 
-    items = [i async for _, doc in walk_buckets("home", fronts.docs[index_id("home")]["buckets"], read) for i in doc["items"]]
+    items = [i async for _, doc in walk_buckets("home", fronts.docs[index_id("home")]["buckets"], read) for i in unpack(doc["items"])]
     assert len(items) == len(times) == len({i["id"] for i in items})
     assert len(reads) == len(set(reads))

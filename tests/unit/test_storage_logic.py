@@ -91,6 +91,7 @@ from services.storage.settings import StorageSettings  # noqa: E402
 from shared.events import ArticleIngested, IngestedEvent  # noqa: E402
 from shared.kafka import ConsumerRunner, Message, TransientError, decode_event  # noqa: E402
 from shared.settings import RetrySettings  # noqa: E402
+from shared.packed import pack, unpack  # noqa: E402
 
 
 class FakeResult:
@@ -247,9 +248,9 @@ async def test_batches_store_and_announce_exactly_what_one_at_a_time_does(size):
     for key, group in itertools.groupby(sorted(range(len(pub.events)), key=lambda i: pub.events[i][0]), key=lambda i: pub.events[i][0]):
         assert [pub.events[i] for i in group] == [e for e in expected_pub.events if e[0] == key]
     front = db["fronts"].docs
-    assert [i["id"] for i in front["front:section:politics:2026112701"]["items"]] == [f"{3:016x}"]
-    assert "front:section:business:2026112701" not in front or not front["front:section:business:2026112701"]["items"]
-    assert all(i["id"] != f"{4:016x}" for d in front.values() for i in d.get("items", []))
+    assert [i["id"] for i in unpack(front["front:section:politics:2026112701"]["items"])] == [f"{3:016x}"]
+    assert "front:section:business:2026112701" not in front or not unpack(front["front:section:business:2026112701"]["items"])
+    assert all(i["id"] != f"{4:016x}" for d in front.values() for i in unpack(d.get("items")))
 
 
 async def test_a_whole_batch_costs_a_few_round_trips_not_a_few_per_article():
@@ -392,7 +393,7 @@ async def test_listing_writes_survive_a_concurrent_writer_and_skip_known_documen
     first = [ListingChange("home", "20261127000", {"kind": "home", "slug": "home", "name": "Home"}, f"{i:016x}",
                            teaser(i, i)) for i in range(3)]
     await apply_listing_changes(db, first, known)  # type: ignore[arg-type]
-    assert [i["id"] for i in fronts.docs["front:home:20261127000"]["items"]] == [f"{i:016x}" for i in (2, 1, 0)]
+    assert [i["id"] for i in unpack(fronts.docs["front:home:20261127000"]["items"])] == [f"{i:016x}" for i in (2, 1, 0)]
     assert "front:home:20261127000" in known and "front:home" in known
 
     # Another replica writes the bucket between our read and our update: the rev guard makes
@@ -405,13 +406,13 @@ async def test_listing_writes_survive_a_concurrent_writer_and_skip_known_documen
         if flt["_id"] == "front:home:20261127000" and not raced:
             raced.append(True)
             other = fronts.docs[flt["_id"]]
-            other["items"] = [teaser(9, 9), *other["items"]]
+            other["items"] = pack([teaser(9, 9), *unpack(other["items"])])
             other["rev"] += 1
         return doc
     fronts.find_one = find_then_race
     inserted_before = len(fronts.inserted)
     await apply_listing_changes(db, [ListingChange("home", "20261127000", first[0].meta, f"{5:016x}", teaser(5, 5))], known)  # type: ignore[arg-type]
-    assert [i["id"] for i in fronts.docs["front:home:20261127000"]["items"]] == [f"{i:016x}" for i in (9, 5, 2, 1, 0)]
+    assert [i["id"] for i in unpack(fronts.docs["front:home:20261127000"]["items"])] == [f"{i:016x}" for i in (9, 5, 2, 1, 0)]
     offered = [i for i in fronts.inserted[inserted_before:] if not i.startswith("claim:")]
     assert offered == [], "known documents are not offered as new"
     assert not [i for i in fronts.docs if i.startswith("claim:")], "claims are removed once written"
