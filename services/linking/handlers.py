@@ -233,20 +233,29 @@ async def flush_pending(*, state: LinkingState, db: AsyncDatabase, publisher: Pu
 
     New articles' own lists come first: the back-links are written in chunks of
     ``backlink_chunk``, and the batch handler, waiting for the write lock, gets it between two
-    chunks (the lock is first come, first served) instead of after the whole flush."""
+    chunks (the lock is first come, first served) instead of after the whole flush. A large
+    flush (a burst of articles changed many lists at once) is also paced: after each chunk it
+    pauses as long as the chunk took, so that it never takes more than half of the database's
+    attention from new articles (not at shutdown)."""
     now = time.monotonic()
     limit = float("inf") if everything else now
     due = [(t, corr) for t, (at, corr) in state.pending.items() if at <= limit]
     rewritten = 0
+    took = 0.0  # the previous chunk's writing time
     for start in range(0, len(due), settings.backlink_chunk):
+        if took and not everything:
+            await asyncio.sleep(took)
         # Written by the handler meanwhile (a new version of it), or due later now: skipped.
         chunk = {t: (False, corr) for t, corr in due[start:start + settings.backlink_chunk]
                  if state.pending.get(t, (float("inf"), ""))[0] <= limit}
+        took = 0.0
         if not chunk:
             continue
         async with state.write_lock:
+            started = time.monotonic()
             results = await _write_all(chunk, state=state, db=db, publisher=publisher, settings=settings)
             await publisher.drain()
+            took = time.monotonic() - started
         for target, result in zip(chunk, results):
             if isinstance(result, BaseException):
                 log.warning("backlink_write_failed", article_id=target, error=repr(result)[:300])

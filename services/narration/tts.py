@@ -251,6 +251,8 @@ class Synthesizer:
                           seconds=time.perf_counter() - started)
 
     async def _run(self, text: str, voice: str, title: str, language: str, serial: int) -> tuple[bytes, float]:
+        """One narration: espeak-ng | opusenc. Interrupted (a stop cancels it), both are killed
+        and reaped before the cancellation goes on."""
         s = self.settings
         nice = self._nice()
         pipe = asyncio.subprocess.PIPE
@@ -302,8 +304,9 @@ class Synthesizer:
                 if proc.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
                         proc.kill()
-                    with contextlib.suppress(Exception):
-                        await proc.wait()
+            for proc in procs:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(_reap(proc), timeout=10)
         if codes[0] != 0 or espeak_err.strip():
             # espeak-ng exits 0 even for an unknown voice; it says so on stderr.
             raise NarrationFailed(f"espeak-ng (voice {voice}) exited {codes[0]}: {espeak_err.decode('utf-8', 'replace')[:300].strip()}")
@@ -315,3 +318,13 @@ class Synthesizer:
         if data_bytes <= 0 or not encoded:
             raise NarrationFailed("no audio was produced")
         return encoded, data_bytes / fmt.byte_rate
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Wait for a process to end. ``wait()`` returns only once the process has exited AND its
+    pipes are closed, and a pipe whose reader stopped reading (its buffer full, the reading
+    task cancelled) is never seen to close: read what is left in them first."""
+    if proc.stdin is not None and not proc.stdin.is_closing():
+        proc.stdin.close()
+    await asyncio.gather(*(stream.read() for stream in (proc.stdout, proc.stderr) if stream is not None))
+    await proc.wait()

@@ -305,3 +305,34 @@ async def test_a_failed_back_link_write_stays_pending():
     assert set(p.state.pending) == waiting
     coll.update_one = original  # type: ignore[method-assign]
     assert await p.flush() == len(waiting) and not p.state.pending
+
+
+async def test_a_large_flush_pauses_after_each_chunk_as_long_as_it_took_but_not_at_shutdown(monkeypatch):
+    from services.linking import handlers
+
+    pauses: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recorded(seconds: float, *args, **kwargs):
+        pauses.append(seconds)
+        await real_sleep(0)
+
+    for everything in (False, True):
+        p = Pipeline(concurrency=1, delay=0.0001)
+        p.settings.backlink_chunk = 2
+        await p.batch(STREAM[:12])
+        await p.batch(STREAM[12:20])
+        waiting = len(p.state.pending)
+        assert waiting >= 5
+        await real_sleep(0.001)
+        pauses.clear()
+        monkeypatch.setattr(handlers.asyncio, "sleep", recorded)
+        try:
+            assert await p.flush(everything=everything) == waiting and not p.state.pending
+        finally:
+            monkeypatch.setattr(handlers.asyncio, "sleep", real_sleep)
+        chunks = -(-waiting // 2)
+        if everything:
+            assert pauses == []  # shutdown: all at once
+        else:
+            assert len(pauses) == chunks - 1 and all(s > 0 for s in pauses)

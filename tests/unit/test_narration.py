@@ -195,3 +195,43 @@ def test_text_fingerprint_changes_with_what_is_heard_only():
     assert base != text_fingerprint(["Headline Body."], "kk", settings)
     assert base != text_fingerprint(["Headline", "Body."], "ru", settings)
     assert base != text_fingerprint(["Headline", "Body."], "kk", NarrationSettings(words_per_minute=200))
+
+
+def test_a_cancelled_narration_ends_with_both_tools_killed_even_with_full_pipes(tmp_path):
+    """A stop cancels a running narration. espeak-ng still writing into a pipe nobody reads any
+    more, and opusenc not reading: the cancellation must not wait for pipes that never close."""
+    import os
+    import sys
+
+    header = wav_header()
+    espeak = tmp_path / "espeak"
+    espeak.write_text(f"#!{sys.executable}\nimport sys\nsys.stdout.buffer.write({header!r})\n"
+                      "while True:\n    sys.stdout.buffer.write(bytes(65536))\n")
+    opusenc = tmp_path / "opusenc"
+    opusenc.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(600)\n")  # never reads
+    for tool in (espeak, opusenc):
+        tool.chmod(0o755)
+    synth = Synthesizer(NarrationSettings(espeak=str(espeak), opusenc=str(opusenc), nice=0, timeout_s=600))
+
+    async def scenario() -> list[int]:
+        task = asyncio.create_task(synth.synthesize(["Long text."], "en", title="t", language="en", serial=1))
+        while synth.running == 0:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)  # both started, the pipes fill up
+        children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == os.getpid()]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 20)
+        return children
+
+    children = asyncio.run(scenario())
+    assert len(children) >= 2 and synth.running == 0
+    assert all(_parent(pid) != os.getpid() for pid in children), "the tools are killed and reaped"
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
