@@ -218,14 +218,15 @@ def test_a_cancelled_narration_ends_with_both_tools_killed_even_with_full_pipes(
         while synth.running == 0:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.5)  # both started, the pipes fill up
-        children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == os.getpid()]
+        children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == os.getpid()
+                    and str(tmp_path) in _cmdline(int(p))]  # the two fake tools
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 20)
         return children
 
     children = asyncio.run(scenario())
-    assert len(children) >= 2 and synth.running == 0
+    assert len(children) == 2 and synth.running == 0
     assert all(_parent(pid) != os.getpid() for pid in children), "the tools are killed and reaped"
 
 
@@ -235,3 +236,11 @@ def _parent(pid: int) -> int | None:
             return int(f.read().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
