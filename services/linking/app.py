@@ -98,6 +98,7 @@ def create_worker(settings: LinkingSettings) -> Worker:
         else:
             positions = await follower.end_offsets()  # taken before the scan: replay covers the gap
             count = await rebuild_from_database(state, db, batch_size=settings.rebuild_batch_size)
+            state.index.trim()
             log.info("index_rebuilt", articles=count, seconds=round(time.perf_counter() - started, 2))
             worker.state_source = "database"  # type: ignore[attr-defined]
         await follower.seek(positions)

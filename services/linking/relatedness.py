@@ -31,6 +31,7 @@ import io
 import json
 import math
 import re
+import sys
 import zlib
 from array import array
 from collections import Counter
@@ -556,7 +557,9 @@ class RelatedIndex:
             if self._vgarbage > self._vused // 2:
                 self._compact_vectors()
             if self._vused + n > len(self._vk):
-                cap = max(len(self._vk) * 3 // 2, self._vused + n)
+                # Grown by an eighth: the largest array of the index (8 bytes per indexed term),
+                # so its slack stays under an eighth of it (copies stay amortised O(1)).
+                cap = max(len(self._vk) * 9 // 8, self._vused + n, 1024)
                 vk = np.zeros(cap, np.uint32)
                 vt = np.zeros(cap, np.uint8)
                 vk[: self._vused] = self._vk[: self._vused]
@@ -568,6 +571,13 @@ class RelatedIndex:
         self._off[slot] = o
         self._len[slot] = n
         self._vused += n
+
+    def trim(self) -> None:
+        """Release the vector store's slack (after a bulk build: at most an eighth of it)."""
+        self._compact_vectors()
+        if len(self._vk) > self._vused + 1024:
+            self._vk = self._vk[: self._vused + 1024].copy()
+            self._vt = self._vt[: self._vused + 1024].copy()
 
     def _compact_vectors(self) -> None:
         live = np.array(sorted(self._slot.values()), dtype=np.int64)
@@ -1049,7 +1059,7 @@ class RelatedIndex:
         n = meta["n"]
         self._grow(max(n, 1))
         self._n = n
-        self._ids = meta["ids"]
+        self._ids = [None if d is None else sys.intern(d) for d in meta["ids"]]  # shared with the teasers' keys
         self._slot = {d: i for i, d in enumerate(self._ids) if d is not None}
         self._free = meta["free"]
         self._langs = meta["langs"]

@@ -336,3 +336,19 @@ async def test_a_large_flush_pauses_after_each_chunk_as_long_as_it_took_but_not_
             assert pauses == []  # shutdown: all at once
         else:
             assert len(pauses) == chunks - 1 and all(s > 0 for s in pauses)
+
+
+async def test_the_index_and_the_teasers_share_one_string_per_article_and_trim_keeps_the_results():
+    p = Pipeline()
+    await p.batch(STREAM[:20])
+    state, index = p.state, p.state.index
+    for article_id in list(state.teasers)[:5]:
+        (key,) = [k for k in state.teasers if k == article_id]
+        assert key is index._ids[index._slot[article_id]]  # noqa: SLF001 - the same object, not a copy
+    before = {a: index.related(a) for a in state.teasers}
+    index._store_vector(index._slot[STREAM[0].key.decode()], *index._doc_vector(0))  # noqa: SLF001 - leaves garbage
+    index.trim()
+    assert len(index._vk) <= index._vused + 1024  # noqa: SLF001
+    assert {a: index.related(a) for a in state.teasers} == before
+    await p.batch(STREAM[20:24])  # and it grows again
+    assert all(m.id in state.teasers for m in index.related(STREAM[23].key.decode()))
