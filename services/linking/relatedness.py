@@ -31,7 +31,6 @@ import io
 import json
 import math
 import re
-import sys
 import zlib
 from array import array
 from collections import Counter
@@ -1059,7 +1058,7 @@ class RelatedIndex:
         n = meta["n"]
         self._grow(max(n, 1))
         self._n = n
-        self._ids = [None if d is None else sys.intern(d) for d in meta["ids"]]  # shared with the teasers' keys
+        self._ids = meta["ids"]
         self._slot = {d: i for i, d in enumerate(self._ids) if d is not None}
         self._free = meta["free"]
         self._langs = meta["langs"]
