@@ -219,7 +219,7 @@ def add_rows(report: Report, result: dict[str, Any], floor: dict[str, Any] | Non
     report.details["P2"] = {"rate": rate, "duration_s": duration, "achieved_rate": result["achieved_rate"],
                             "published": result["published"], "readable": result["readable"], "missing": result["missing"],
                             "readable_ms": lat, "stages_ms": stages, "baseline_ms": base,
-                            "readable_ms_by_10s_of_publishing": result.get("by_window", []),
+                            "readable_ms_by_10s_of_publishing": result["by_window"],
                             "method": "publish time before send; own related list announced on articles.linked; "
                                       "then GET /api/v1/articles/{id} every 10 ms until 200 with its related list"}
 
