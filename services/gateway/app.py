@@ -32,7 +32,7 @@ from shared.kafka import ResilientProducer, make_consumer, make_producer
 from shared.logs import configure_logging
 from shared.audio import AUDIO
 from shared.mongo import ARTICLES, FRONTS, RELATED, database, make_client, ping
-from shared.runtime import start_ops_server
+from shared.runtime import start_ops_server, tune_allocator
 
 HERE = pathlib.Path(__file__).parent
 log = structlog.get_logger("gateway")
@@ -297,6 +297,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
 
 def main() -> None:
     settings = GatewaySettings()
+    tune_allocator()
     configure_logging(settings.log, service="gateway")
     web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None,
                 shutdown_timeout=10, print=lambda *_: log.info("gateway_listening", url=f"http://{settings.host}:{settings.port}"))

@@ -9,6 +9,7 @@ from services.ingestion.handlers import RecentlySeen, handle_upstream
 from services.ingestion.settings import IngestionSettings
 from shared.kafka import Publisher
 from shared.logs import configure_logging
+from shared.runtime import tune_allocator
 from shared.worker import Worker
 
 SERVICE = "ingestion"
@@ -34,6 +35,7 @@ def create_worker(settings: IngestionSettings) -> Worker:
 
 def main() -> None:
     settings = IngestionSettings()
+    tune_allocator()
     configure_logging(settings.log, service=SERVICE)
     asyncio.run(serve(settings))
 

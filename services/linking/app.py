@@ -22,6 +22,7 @@ from shared.batching import BatchRunner
 from shared.events import StoredEvent
 from shared.kafka import Publisher, make_consumer
 from shared.logs import configure_logging
+from shared.runtime import release_free_memory, tune_allocator
 from shared.mongo import database, init_database, make_client, ping
 from shared.worker import Worker
 
@@ -99,6 +100,7 @@ def create_worker(settings: LinkingSettings) -> Worker:
             positions = await follower.end_offsets()  # taken before the scan: replay covers the gap
             count = await rebuild_from_database(state, db, batch_size=settings.rebuild_batch_size)
             state.index.trim()
+            release_free_memory()  # the scan's temporaries
             log.info("index_rebuilt", articles=count, seconds=round(time.perf_counter() - started, 2))
             worker.state_source = "database"  # type: ignore[attr-defined]
         await follower.seek(positions)
@@ -171,6 +173,7 @@ def create_worker(settings: LinkingSettings) -> Worker:
 
 def main() -> None:
     settings = LinkingSettings()
+    tune_allocator()
     configure_logging(settings.log, service=SERVICE)
     asyncio.run(serve(settings))
 

@@ -20,9 +20,10 @@ Method (lexical, multilingual, dependency-light):
   from the relatedness retrieval itself (an exact copy always ranks first) and are verified by the
   estimated Jaccard similarity.  Duplicates are kept in clusters; related lists show at most one
   member per cluster and never the doc's own cluster.
-* Retrieval: posting lists are compact ``array('I')`` objects (slot << 8 | quantised weight),
-  traversal is capped to the most recent postings of very common terms, candidate scores are
-  accumulated with numpy and the best candidates are re-scored exactly.
+* Retrieval: inverted lists hold each doc's 32 strongest terms as uint32 postings (slot << 8 |
+  quantised weight) in compressed-row numpy arrays (``postings.py``); traversal is capped to the
+  most recent postings of very common terms, candidate scores are accumulated with numpy and
+  the best candidates are re-scored exactly against their whole (80-term) vectors.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ import json
 import math
 import re
 import zlib
-from array import array
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+
+from services.linking.postings import Postings
 
 try:  # Snowball stemmers: PyStemmer (C) when installed, else the pure-Python snowballstemmer
     import Stemmer as _snowball  # type: ignore[import-not-found]
@@ -325,6 +327,7 @@ _DEFAULTS: dict[str, float | int] = {
     "dup_threshold": 0.7,     # estimated Jaccard of word 4-shingles for near-duplicates
     "dup_gate": 0.7,          # minimum score before the MinHash check is made
     "df_bits": 21,            # size of the hashed document-frequency table (2**df_bits)
+    "posting_terms": 32,      # a doc's strongest terms in the inverted lists (candidates, search)
 }
 
 _NPERM = 64
@@ -335,7 +338,7 @@ _PERM_B = _rng.integers(0, 2**63 - 1, _NPERM, dtype=np.uint64)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _ENTITY_BIT = 0x80
 _TF_MAX = 0x7F
-_MAGIC = b"KZRI1"
+_MAGIC = b"KZRI2"  # 2: postings of the 32 strongest terms only
 
 
 def _h32(term: str) -> int:
@@ -409,8 +412,8 @@ class RelatedIndex:
         self._vt = np.zeros(1024, np.uint8)
         self._vused = 0
         self._vgarbage = 0
-        # postings: term key -> array('I') of (slot << 8 | title bit << 7 | weight 0..127)
-        self._post: dict[int, array] = {}
+        # postings: term key -> (slot << 8 | title bit << 7 | weight 1..127), see postings.py
+        self._post = Postings()
         self._gen = 0  # bumped on every mutation; guards the last-query cache
         self._last: tuple[int, int, np.ndarray, np.ndarray] | None = None
 
@@ -424,7 +427,7 @@ class RelatedIndex:
     def _grow(self, need: int) -> None:
         if need <= self._cap:
             return
-        cap = max(1024, self._cap * 2, need)
+        cap = max(1024, self._cap * 5 // 4, need)  # slack stays under a quarter
 
         def g(a: np.ndarray, fill=0) -> np.ndarray:
             b = np.full((cap,) + a.shape[1:], fill, a.dtype)
@@ -593,37 +596,19 @@ class RelatedIndex:
         self._vgarbage = 0
 
     def _post_add(self, slot: int, keys: np.ndarray, w: np.ndarray, title_keys: set[int]) -> None:
+        """Postings of a doc's strongest terms (weights relative to its whole vector)."""
         norm = float(np.sqrt((w * w).sum())) or 1.0
+        m = int(self.params["posting_terms"])
+        if len(keys) > m:
+            sel = np.sort(np.argpartition(-w, m - 1)[:m])
+            keys, w = keys[sel], w[sel]
         q = np.clip(np.rint(w / norm * 127), 1, 127).astype(np.int64)
         base = slot << 8
-        post = self._post
-        for key, qq in zip(keys.tolist(), q.tolist()):
-            v = base | qq | (128 if key in title_keys else 0)
-            arr = post.get(key)
-            if arr is None:
-                post[key] = array("I", (v,))
-            else:
-                arr.append(v)
+        self._post.add(slot, keys.tolist(),
+                       [base | qq | (128 if key in title_keys else 0) for key, qq in zip(keys.tolist(), q.tolist())])
 
     def _post_remove(self, slot: int, keys: np.ndarray) -> None:
-        post = self._post
-        for key in keys.tolist():
-            arr = post.get(key)
-            if arr is None:
-                continue
-            p = np.frombuffer(arr, dtype=np.uint32)
-            keep = (p >> 8) != slot
-            if keep.all():
-                del p
-                continue
-            rest = p[keep]
-            del p
-            if len(rest):
-                new = array("I")
-                new.frombytes(rest.tobytes())
-                post[key] = new
-            else:
-                del post[key]
+        self._post.remove(slot, keys.tolist())
 
     def _listers(self, slot: int) -> np.ndarray:
         if self._n == 0:
@@ -689,22 +674,10 @@ class RelatedIndex:
             keys_q, wn_q = keys[top], wn[top]
         else:
             keys_q, wn_q = keys, wn
-        parts, qws, lens = [], [], []
-        post = self._post
-        for key, qw in zip(keys_q.tolist(), wn_q.tolist()):
-            arr = post.get(key)
-            if arr is None:
-                continue
-            n = len(arr)
-            parts.append(np.frombuffer(arr, dtype=np.uint32, offset=4 * (n - cap)) if n > cap
-                         else np.frombuffer(arr, dtype=np.uint32))
-            qws.append(qw)
-            lens.append(min(n, cap))
-        if not parts:
+        p, lens = self._post.gather(keys_q.tolist(), cap)
+        if not len(p):
             return empty
-        p = np.concatenate(parts)
-        del parts
-        contrib = (p & 127).astype(np.float32) * np.repeat(np.asarray(qws, np.float32) / 127.0, lens)
+        contrib = (p & 127).astype(np.float32) * np.repeat(wn_q.astype(np.float32) / 127.0, lens)
         acc = np.bincount(p >> 8, weights=contrib)
         del p
         if exclude < len(acc):
@@ -920,11 +893,11 @@ class RelatedIndex:
 
     def stats(self) -> dict[str, int]:
         """Sizes for monitoring: docs, indexed terms, postings, clusters and approximate bytes."""
-        postings = sum(len(a) for a in self._post.values())
+        postings = len(self._post)
         arrays = (self._pub, self._lang, self._off, self._len, self._chk, self._clu, self._sig,
                   self._top, self._tops, self._df, self._vk, self._vt)
-        approx = sum(a.nbytes for a in arrays) + postings * 4 + len(self._post) * 150 + len(self._slot) * 120
-        return {"docs": len(self._slot), "slots": self._n, "terms": len(self._post), "postings": postings,
+        approx = sum(a.nbytes for a in arrays) + self._post.nbytes + len(self._slot) * 120
+        return {"docs": len(self._slot), "slots": self._n, "terms": self._post.terms(), "postings": postings,
                 "vector_entries": self._vused - self._vgarbage, "clusters": len(self._clusters),
                 "approx_bytes": int(approx)}
 
@@ -989,10 +962,9 @@ class RelatedIndex:
             idf = self._idf(keys)
             g = np.zeros(n, np.float64)
             for key, wi in zip(keys.tolist(), idf.tolist()):
-                arr = self._post.get(key)
-                if arr is None:
+                p, _ = self._post.gather((key,))
+                if not len(p):
                     continue
-                p = np.frombuffer(arr, dtype=np.uint32)
                 slots = (p >> 8).astype(np.int64)
                 x = (p & 127).astype(np.float64) / 127.0
                 tb = ((p >> 7) & 1).astype(np.float64)
@@ -1025,9 +997,7 @@ class RelatedIndex:
         live = np.array(sorted(self._slot.values()), dtype=np.int64)
         lens = self._len[live].astype(np.int64) if len(live) else np.zeros(0, np.int64)
         idx = _ranges(self._off[live], lens) if len(live) else np.zeros(0, np.int64)
-        pkeys = np.array(sorted(self._post), dtype=np.uint32)
-        plens = np.array([len(self._post[k]) for k in pkeys.tolist()], dtype=np.int64)
-        pdata = np.frombuffer(b"".join(self._post[k].tobytes() for k in pkeys.tolist()), dtype=np.uint32)
+        pkeys, plens, pdata = self._post.arrays()
         ckeys = sorted(self._clusters)
         meta = {
             "k": self.k, "backlink_limit": self.backlink_limit, "params": self.params,
@@ -1078,13 +1048,7 @@ class RelatedIndex:
         if len(live):
             self._off[live] = np.concatenate(([0], np.cumsum(vlen)[:-1]))
             self._len[live] = vlen
-        pdata = z["pdata"]
-        o = 0
-        for key, ln in zip(z["pkeys"].tolist(), z["plens"].tolist()):
-            a = array("I")
-            a.frombytes(pdata[o: o + ln].tobytes())
-            self._post[key] = a
-            o += ln
+        self._post = Postings.from_arrays(z["pkeys"], z["plens"], z["pdata"], slots=n)
         o = 0
         cdata = z["cdata"].tolist()
         for c, ln in zip(z["ckeys"].tolist(), z["clens"].tolist()):

@@ -28,6 +28,7 @@ from services.narration.tts import Synthesizer
 from shared import metrics
 from shared.kafka import ConsumerRunner, Message, Publisher
 from shared.logs import configure_logging
+from shared.runtime import tune_allocator
 from shared.mongo import database, init_database, make_client, ping
 from shared.worker import Worker
 
@@ -174,6 +175,7 @@ def create_worker(settings: NarrationSettings) -> Worker:
 
 def main() -> None:
     settings = NarrationSettings()
+    tune_allocator()
     configure_logging(settings.log, service=SERVICE)
     asyncio.run(serve(settings))
 

@@ -17,6 +17,7 @@ from services.newsletter.mail import Mailer, SmtpMailer
 from services.newsletter.settings import NewsletterSettings
 from shared.kafka import Publisher
 from shared.logs import configure_logging
+from shared.runtime import tune_allocator
 from shared.mongo import database, init_database, make_client, ping
 from shared.worker import Worker
 
@@ -64,6 +65,7 @@ def create_worker(settings: NewsletterSettings, *, mailer: Mailer | None = None)
 
 def main() -> None:
     settings = NewsletterSettings()
+    tune_allocator()
     configure_logging(settings.log, service=SERVICE)
     asyncio.run(serve(settings))
 

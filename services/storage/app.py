@@ -11,6 +11,7 @@ from services.storage.settings import StorageSettings
 from shared.events import IngestedEvent
 from shared.kafka import Publisher
 from shared.logs import configure_logging
+from shared.runtime import tune_allocator
 from shared.mongo import database, init_database, make_client, ping
 from shared.worker import Worker
 
@@ -53,6 +54,7 @@ def create_worker(settings: StorageSettings) -> Worker:
 
 def main() -> None:
     settings = StorageSettings()
+    tune_allocator()
     configure_logging(settings.log, service=SERVICE)
     asyncio.run(serve(settings))
 
