@@ -575,11 +575,16 @@ class RelatedIndex:
         self._vused += n
 
     def trim(self) -> None:
-        """Release the vector store's slack (after a bulk build: at most an eighth of it)."""
+        """Release the slack of the vector store and the per-slot arrays (after a bulk build)."""
         self._compact_vectors()
         if len(self._vk) > self._vused + 1024:
             self._vk = self._vk[: self._vused + 1024].copy()
             self._vt = self._vt[: self._vused + 1024].copy()
+        cap = self._n + 256
+        if self._cap > cap:
+            for name in ("_pub", "_lang", "_off", "_len", "_chk", "_clu", "_sig", "_top", "_tops"):
+                setattr(self, name, getattr(self, name)[:cap].copy())
+            self._cap = cap
 
     def _compact_vectors(self) -> None:
         live = np.array(sorted(self._slot.values()), dtype=np.int64)

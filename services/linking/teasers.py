@@ -1,14 +1,16 @@
 """The teasers linking hands out, kept deflated: about half the memory of their JSON.
 
 Every related list and search hit embeds teasers, so linking keeps one per indexed article
-(100k articles: about 60 MB of JSON). Each is deflated on its own with a preset dictionary of
-the keys and values all teasers share (about 620 → 310 bytes; 45 µs to pack, 4 µs to unpack).
+(100k articles: about 45 MB of JSON). Each is deflated on its own with a preset dictionary of
+the keys and values all teasers share (about 450 → 210 bytes; 45 µs to pack, 4 µs to unpack),
+into one buffer for all of them (about 21 MB at 100k articles).
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from array import array
 from collections.abc import Iterable, Iterator, MutableMapping
 
 _ZDICT = (
@@ -31,39 +33,95 @@ def unpack(packed: bytes) -> bytes:
 
 
 class Teasers(MutableMapping[str, bytes]):
-    """Article id → teaser JSON (bytes), stored packed."""
+    """Article id → teaser JSON (bytes), deflated, all in one growing buffer.
 
-    def __init__(self, items: Iterable[tuple[str, bytes]] = ()) -> None:
-        self._packed: dict[str, bytes] = {}
+    A ``bytes`` object per teaser would cost 33 bytes of header and its own small block beside
+    the ~210 deflated bytes; here each costs 12 bytes of offsets. The space of replaced and
+    removed teasers is reclaimed once it is half of the buffer."""
+
+    def __init__(self, items: Iterable[tuple[str, bytes]] = (), *, reclaim_after: int = 1 << 20) -> None:
+        self._reclaim_after = reclaim_after
+        self._where: dict[str, int] = {}  # id -> record
+        self._off = array("Q")
+        self._len = array("I")
+        self._free: list[int] = []
+        self._buf = bytearray()
+        self._garbage = 0
         for key, value in items:
             self[key] = value
 
-    def __getitem__(self, key: str) -> bytes:
-        return unpack(self._packed[key])
+    def _put(self, key: str, packed: bytes) -> None:
+        r = self._where.get(key)
+        if r is None:
+            if self._free:
+                r = self._free.pop()
+            else:
+                r = len(self._off)
+                self._off.append(0)
+                self._len.append(0)
+            self._where[key] = r
+        else:
+            self._garbage += self._len[r]
+        self._off[r] = len(self._buf)
+        self._len[r] = len(packed)
+        self._buf += packed
+        self._maybe_compact()
 
-    def __setitem__(self, key: str, value: bytes) -> None:
-        self._packed[key] = pack(value)
+    def _maybe_compact(self) -> None:
+        if self._garbage > self._reclaim_after and self._garbage * 2 > len(self._buf):
+            self._compact()
 
-    def __delitem__(self, key: str) -> None:
-        del self._packed[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._packed)
-
-    def __len__(self) -> int:
-        return len(self._packed)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._packed
+    def _compact(self) -> None:
+        buf, new = self._buf, bytearray()
+        for r in self._where.values():
+            o, n = self._off[r], self._len[r]
+            self._off[r] = len(new)
+            new += buf[o: o + n]
+        self._buf = new
+        self._garbage = 0
 
     def packed(self, key: str) -> bytes | None:
         """The stored form (equal teasers pack to equal bytes): for comparisons, without unpacking."""
-        return self._packed.get(key)
+        r = self._where.get(key)
+        if r is None:
+            return None
+        o = self._off[r]
+        return bytes(self._buf[o: o + self._len[r]])
+
+    def __getitem__(self, key: str) -> bytes:
+        r = self._where[key]
+        o = self._off[r]
+        return unpack(self._buf[o: o + self._len[r]])
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self._put(key, pack(value))
+
+    def __delitem__(self, key: str) -> None:
+        r = self._where.pop(key)
+        self._garbage += self._len[r]
+        self._len[r] = 0
+        self._free.append(r)
+        self._maybe_compact()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._where
+
+    @property
+    def nbytes(self) -> int:
+        """Deflated teasers plus their offsets (the id index not included)."""
+        return len(self._buf) + len(self._off) * 12
 
     def dump(self) -> Iterator[bytes]:
         """The whole store as binary records (for snapshots), in chunks."""
-        for key, value in self._packed.items():
+        for key in self._where:
             k = key.encode("utf-8")
+            value = self.packed(key) or b""
             yield _RECORD.pack(len(k), len(value)) + k + value
 
     @classmethod
@@ -75,6 +133,6 @@ class Teasers(MutableMapping[str, bytes]):
             o += size
             key = bytes(view[o:o + klen]).decode("utf-8")
             o += klen
-            new._packed[key] = bytes(view[o:o + vlen])
+            new._put(key, bytes(view[o:o + vlen]))
             o += vlen
         return new

@@ -14,7 +14,7 @@ from pymongo.errors import AutoReconnect
 
 from services.linking.follower import IndexFollower
 from services.linking.handlers import LinkingState, flush_pending, handle_stored, handle_stored_batch
-from services.linking.relatedness import RelatedIndex
+from services.linking.relatedness import Doc, RelatedIndex
 from services.linking.settings import LinkingSettings
 from shared.events import Article, ArticleStored, StoredEvent, Term, teaser_of
 from shared.kafka import Message
@@ -350,3 +350,18 @@ async def test_trimming_the_vector_store_keeps_the_results_and_it_grows_again():
     assert {a: index.related(a) for a in state.teasers} == before
     await p.batch(STREAM[20:24])  # and it grows again
     assert all(m.id in state.teasers for m in index.related(STREAM[23].key.decode()))
+
+
+def test_trimming_releases_the_per_article_arrays_slack_and_they_grow_again():
+    index = RelatedIndex(k=3)
+    words = [f"w{i}" for i in range(400)]
+    for n in range(1300):  # capacity 1024 -> 1280 -> 1600
+        index.upsert(Doc(f"d{n}", "en", f"t{n % 50}", " ".join(words[(n * 7 + j) % 400] for j in range(12)), float(n)))
+    before = {f"d{n}": index.related(f"d{n}") for n in range(0, 1300, 97)}
+    assert index._cap == 1600  # noqa: SLF001
+    index.trim()
+    assert index._cap == 1300 + 256 and len(index._sig) == len(index._top) == index._cap  # noqa: SLF001
+    assert {d: index.related(d) for d in before} == before
+    for n in range(1300, 1700):
+        index.upsert(Doc(f"d{n}", "en", "t", " ".join(words[(n * 7 + j) % 400] for j in range(12)), float(n)))
+    assert index._cap >= 1700 and len(index) == 1700 and index.related("d1699")  # noqa: SLF001

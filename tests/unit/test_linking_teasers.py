@@ -41,6 +41,24 @@ def test_teasers_are_a_mapping_of_their_json_in_about_half_the_bytes():
     assert dict(restored.items()) == dict(t.items())
 
 
+def test_replaced_and_removed_teasers_leave_no_lasting_garbage():
+    t = Teasers(reclaim_after=2000)
+    raw = {f"{n:016x}": teaser_json(n) for n in range(40)}
+    for round_ in range(400):  # each key rewritten 10 times, some removed and re-added
+        key = f"{round_ % 40:016x}"
+        if round_ % 7 == 0 and key in t:
+            del t[key]
+        else:
+            t[key] = raw[key] if round_ % 2 else raw[key].replace(b'"headline":"', b'"headline":"Updated: ')
+    live = sum(len(t.packed(k)) for k in t)
+    assert len(t._buf) - t._garbage == live
+    assert len(t._buf) < 2 * live + 2000  # without reclaiming, ten times the live teasers
+    t._compact()
+    assert len(t._buf) == live
+    assert all(t[k] in (raw[k], raw[k].replace(b'"headline":"', b'"headline":"Updated: ')) for k in t)
+    assert Teasers.load(b"".join(t.dump())).items() == t.items()
+
+
 def test_a_snapshot_restores_index_teasers_and_positions(tmp_path):
     state = LinkingState(index=RelatedIndex(k=6))
     for n in range(30):
