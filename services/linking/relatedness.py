@@ -953,15 +953,18 @@ class RelatedIndex:
 
     def search(self, query: str, *, language: str | None = None, limit: int = 10,
                offset: int = 0) -> tuple[int, list[Match]]:
-        """BM25-style ranked search over the indexed docs' key terms, title boosted."""
+        """BM25-style ranked search over the indexed docs' key terms, title boosted.
+
+        The inverted lists hold each doc's strongest terms; when they give fewer hits than the
+        page asks for, the vector store (all of each doc's indexed terms) is scanned too, and
+        what only it matches ranks by the term's weight in the doc, without the title bonus."""
         groups = self._query_groups(query, language)
         if not groups or not self._slot:
             return 0, []
         n = self._n
-        total_score = np.zeros(n, np.float64)
-        matched = np.zeros(n, np.int32)
         k1, xbar, title_bonus = 1.2, 0.12, 1.0
         max_possible = 0.0
+        scores: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (g, keys, idf) per query word
         for alts in groups:
             keys = np.array([_h32(a) for a in alts], np.uint32)
             idf = self._idf(keys)
@@ -977,23 +980,74 @@ class RelatedIndex:
                 contrib = wi * ((k1 + 1) * x / (x + k1 * xbar) + title_bonus * tb)
                 np.maximum.at(g, slots, contrib)
             max_possible += float(idf.max()) * (k1 + 1 + title_bonus)
-            total_score += g
-            matched += g > 0
+            scores.append((g, keys, idf))
         need = len(groups) if len(groups) <= 2 else math.ceil(0.75 * len(groups))
-        ok = matched >= need
+        allowed = np.ones(n, bool)
         if language:
             code = self._lang_code.get(self._norm_lang(language))
             if code is None:
                 return 0, []
-            ok &= self._lang[:n] == code
-        hits = np.flatnonzero(ok)
+            allowed = self._lang[:n] == code
+
+        def hits_of() -> np.ndarray:
+            matched = np.zeros(n, np.int32)
+            for g, _, _ in scores:
+                matched += g > 0
+            return np.flatnonzero((matched >= need) & allowed)
+
+        hits = hits_of()
+        if len(hits) < offset + max(0, int(limit)):
+            for g, keys, idf in scores:
+                slots, pos = self._scan(keys)
+                weak = g[slots] == 0
+                if weak.any():
+                    slots, pos = slots[weak], pos[weak]
+                    x = self._weights(self._vk[pos], self._vt[pos]) / self._norms(slots)
+                    order = np.argsort(keys)
+                    wi = idf[order][np.searchsorted(keys[order], self._vk[pos])]
+                    np.maximum.at(g, slots, wi * (k1 + 1) * x / (x + k1 * xbar))
+            hits = hits_of()
         total = len(hits)
         if not total or offset >= total:
             return total, []
+        total_score = np.zeros(n, np.float64)
+        for g, _, _ in scores:
+            total_score += g
         order = hits[np.lexsort((-self._pub[hits], -total_score[hits]))]
         page = order[offset: offset + max(0, int(limit))]
         norm = max_possible or 1.0
         return total, [Match(self._ids[s], float(min(1.0, total_score[s] / norm))) for s in page.tolist()]
+
+    def _scan(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(slot, vector-store position) of every live vector entry whose key is in ``keys``."""
+        vk = self._vk[: self._vused]
+        mask = vk == keys[0]
+        for key in keys[1:].tolist():
+            mask |= vk == key
+        pos = np.flatnonzero(mask)
+        del mask
+        if not len(pos):
+            return np.zeros(0, np.int64), pos
+        live = np.fromiter(self._slot.values(), np.int64, len(self._slot))
+        live = live[self._len[live] > 0]
+        live = live[np.argsort(self._off[live], kind="stable")]
+        offs = self._off[live]
+        i = np.maximum(np.searchsorted(offs, pos, side="right") - 1, 0)
+        slots = live[i]
+        ok = (pos >= offs[i]) & (pos < offs[i] + self._len[slots])
+        return slots[ok], pos[ok]
+
+    def _norms(self, slots: np.ndarray) -> np.ndarray:
+        """L2 norms of these slots' whole weighted vectors (current IDF), 4,096 slots at a time."""
+        out = np.empty(len(slots), np.float64)
+        for a in range(0, len(slots), 4096):
+            part = slots[a: a + 4096]
+            lens = self._len[part].astype(np.int64)
+            idx = _ranges(self._off[part], lens)
+            w = self._weights(self._vk[idx], self._vt[idx])
+            starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
+            out[a: a + len(part)] = np.sqrt(np.add.reduceat(w * w, starts))
+        return np.maximum(out, 1e-12)
 
     # ---------------------------------------------------------------- persistence
     def dump(self) -> bytes:

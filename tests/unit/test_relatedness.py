@@ -215,6 +215,29 @@ def test_search_title_match_first_and_language_filter():
     assert ix.highlight_terms("Floods in Almaty") == ["flood", "almati"]
 
 
+def test_search_finds_a_word_beyond_the_strongest_terms_ranked_after_the_strong_matches():
+    # 40 words said three times and "saiga" once: saiga is in the article's vector (80 terms) but
+    # not among the 32 strongest terms that the inverted lists hold
+    words = [f"alpha{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(40)]
+    weak = doc("weak", "Steppe report", " ".join(w for w in words for _ in range(3)) + " saiga.", day=1)
+    strong = doc("strong", "Saiga antelope numbers recover", "Saiga herds grew again. The saiga census counted more.", day=0)
+    ix = build(weak, strong, FLOODS_1)
+    assert "weak" not in {ix._ids[int(v) >> 8] for v in ix._post.gather([_key("saiga")])[0]}  # noqa: SLF001
+    total, page = ix.search("saiga")
+    assert total == 2 and ids(page) == ["strong", "weak"]
+    assert 0 < page[1].score < page[0].score
+    assert ix.search("saiga", limit=1) == (1, [page[0]])  # a full page from the lists: no scan
+    total, page = ix.search("saiga", limit=1, offset=1)
+    assert total == 2 and ids(page) == ["weak"]
+    ix.remove("weak")
+    assert ids(ix.search("saiga")[1]) == ["strong"]
+
+
+def _key(word: str) -> int:
+    from services.linking.relatedness import _h32
+    return _h32(Analyzer().stem(word, "en"))
+
+
 def test_search_kazakh():
     kk = doc("kk-1", "Алматыда су тасқыны болды",
              "Алматыда нөсер жаңбыр салдарынан су тасқыны болды. Құтқарушылар тұрғындарды көшірді.",
