@@ -331,6 +331,7 @@ _DEFAULTS: dict[str, float | int] = {
 }
 
 _NPERM = 64
+_CHUNK = 4096  # slots per step when vectors are moved or gathered in bulk (bounds the index arrays)
 _SHINGLE = 4
 _rng = np.random.default_rng(0x4B5A5053)
 _PERM_A = (_rng.integers(1, 2**63 - 1, _NPERM, dtype=np.uint64) * np.uint64(2) + np.uint64(1))
@@ -587,18 +588,36 @@ class RelatedIndex:
             self._cap = cap
 
     def _compact_vectors(self) -> None:
-        live = np.array(sorted(self._slot.values()), dtype=np.int64)
+        """Move the live vectors down over the garbage, in place, _CHUNK slots at a time (in
+        the order they are stored, each lands at or before where it was)."""
+        live = np.fromiter(self._slot.values(), np.int64, len(self._slot))
         if len(live) == 0:
             self._vused = self._vgarbage = 0
             return
+        live = live[np.argsort(self._off[live], kind="stable")]
         lens = self._len[live].astype(np.int64)
-        idx = _ranges(self._off[live], lens)
-        self._vk[: len(idx)] = self._vk[idx]
-        self._vt[: len(idx)] = self._vt[idx]
         starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
+        for a in range(0, len(live), _CHUNK):
+            idx = _ranges(self._off[live[a: a + _CHUNK]], lens[a: a + _CHUNK])
+            d = int(starts[a])
+            self._vk[d: d + len(idx)] = self._vk[idx]
+            self._vt[d: d + len(idx)] = self._vt[idx]
         self._off[live] = starts
-        self._vused = len(idx)
+        self._vused = int(lens.sum())
         self._vgarbage = 0
+
+    def _gather_vectors(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """These slots' vectors, concatenated (gathered _CHUNK slots at a time)."""
+        lens = self._len[slots].astype(np.int64)
+        vk = np.empty(int(lens.sum()), np.uint32)
+        vt = np.empty(len(vk), np.uint8)
+        o = 0
+        for a in range(0, len(slots), _CHUNK):
+            idx = _ranges(self._off[slots[a: a + _CHUNK]], lens[a: a + _CHUNK])
+            vk[o: o + len(idx)] = self._vk[idx]
+            vt[o: o + len(idx)] = self._vt[idx]
+            o += len(idx)
+        return vk, vt
 
     def _post_add(self, slot: int, keys: np.ndarray, w: np.ndarray, title_keys: set[int]) -> None:
         """Postings of a doc's strongest terms (weights relative to its whole vector)."""
@@ -1055,7 +1074,7 @@ class RelatedIndex:
         n = self._n
         live = np.array(sorted(self._slot.values()), dtype=np.int64)
         lens = self._len[live].astype(np.int64) if len(live) else np.zeros(0, np.int64)
-        idx = _ranges(self._off[live], lens) if len(live) else np.zeros(0, np.int64)
+        vk, vt = self._gather_vectors(live)
         pkeys, plens, pdata = self._post.arrays()
         ckeys = sorted(self._clusters)
         meta = {
@@ -1069,7 +1088,7 @@ class RelatedIndex:
             meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
             df=self._df, pub=self._pub[:n], lang=self._lang[:n], chk=self._chk[:n],
             clu=self._clu[:n], sig=self._sig[:n], top=self._top[:n], tops=self._tops[:n],
-            live=live, vlen=lens, vk=self._vk[idx], vt=self._vt[idx],
+            live=live, vlen=lens, vk=vk, vt=vt,
             pkeys=pkeys, plens=plens, pdata=pdata,
             ckeys=np.array(ckeys, np.int64),
             clens=np.array([len(self._clusters[c]) for c in ckeys], np.int64),

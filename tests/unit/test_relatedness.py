@@ -313,3 +313,26 @@ def test_listed_by_names_the_lists_that_hold_a_doc():
     ix.upsert(Doc("b", "en", "Railway tickets", text + " sold out quickly", 2000.0))
     assert ix.listed_by("a") == ["b"] or "b" in ix.listed_by("a")
     assert ix.listed_by("missing") == []
+
+
+def test_compacting_and_dumping_in_small_steps_keeps_every_vector(monkeypatch):
+    from services.linking import relatedness
+
+    monkeypatch.setattr(relatedness, "_CHUNK", 3)
+    words = [f"term{i}" for i in range(120)]
+    ix = RelatedIndex(k=4)
+    for n in range(40):
+        ix.upsert(doc(f"d{n}", f"title {n % 7}", " ".join(words[(n * 5 + j) % 120] for j in range(15)), day=n / 10))
+    for n in range(0, 40, 3):  # new text: the old vector becomes garbage in the middle of the store
+        ix.upsert(doc(f"d{n}", f"title {n % 7}", " ".join(words[(n * 11 + j) % 120] for j in range(18)), day=n / 10))
+    for n in (5, 17, 29):
+        ix.remove(f"d{n}")
+    vectors = {d: tuple(map(tuple, ix._doc_vector(s))) for d, s in ix._slot.items()}  # noqa: SLF001
+    before = {d: ix.related(d) for d in vectors}
+    assert ix._vgarbage > 0  # noqa: SLF001
+    ix.trim()
+    assert ix._vgarbage == 0 and ix._vused == sum(len(v[0]) for v in vectors.values())  # noqa: SLF001
+    assert {d: tuple(map(tuple, ix._doc_vector(s))) for d, s in ix._slot.items()} == vectors  # noqa: SLF001
+    assert {d: ix.related(d) for d in vectors} == before
+    restored = RelatedIndex.load(ix.dump())
+    assert {d: restored.related(d) for d in vectors} == before
