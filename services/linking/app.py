@@ -22,8 +22,8 @@ from shared.batching import BatchRunner
 from shared.events import StoredEvent
 from shared.kafka import Publisher, make_consumer
 from shared.logs import configure_logging
-from shared.runtime import release_free_memory, tune_allocator
 from shared.mongo import database, init_database, make_client, ping
+from shared.runtime import release_free_memory, tune_allocator
 from shared.worker import Worker
 
 SERVICE = "linking"

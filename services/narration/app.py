@@ -28,8 +28,8 @@ from services.narration.tts import Synthesizer
 from shared import metrics
 from shared.kafka import ConsumerRunner, Message, Publisher
 from shared.logs import configure_logging
-from shared.runtime import tune_allocator
 from shared.mongo import database, init_database, make_client, ping
+from shared.runtime import tune_allocator
 from shared.worker import Worker
 
 log = structlog.get_logger(SERVICE)

@@ -17,8 +17,8 @@ from services.newsletter.mail import Mailer, SmtpMailer
 from services.newsletter.settings import NewsletterSettings
 from shared.kafka import Publisher
 from shared.logs import configure_logging
-from shared.runtime import tune_allocator
 from shared.mongo import database, init_database, make_client, ping
+from shared.runtime import tune_allocator
 from shared.worker import Worker
 
 SERVICE = "newsletter"

@@ -11,8 +11,8 @@ from services.storage.settings import StorageSettings
 from shared.events import IngestedEvent
 from shared.kafka import Publisher
 from shared.logs import configure_logging
-from shared.runtime import tune_allocator
 from shared.mongo import database, init_database, make_client, ping
+from shared.runtime import tune_allocator
 from shared.worker import Worker
 
 SERVICE = "storage"
