@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -17,6 +18,7 @@ ReadyCheck = Callable[[], Awaitable[str | None]]  # None = ready, else the reaso
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     try:

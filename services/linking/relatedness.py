@@ -331,6 +331,8 @@ _DEFAULTS: dict[str, float | int] = {
 }
 
 _NPERM = 64
+# Per-slot arrays (grown and trimmed together) and what an unused slot holds.
+_SLOT_ARRAYS = {"_pub": 0, "_lang": 0, "_off": 0, "_len": 0, "_chk": 0, "_clu": -1, "_sig": 0, "_top": -1, "_tops": 0}
 _CHUNK = 4096  # slots per step when vectors are moved or gathered in bulk (bounds the index arrays)
 _SHINGLE = 4
 _rng = np.random.default_rng(0x4B5A5053)
@@ -429,15 +431,11 @@ class RelatedIndex:
         if need <= self._cap:
             return
         cap = max(1024, self._cap * 5 // 4, need)  # slack stays under a quarter
-
-        def g(a: np.ndarray, fill=0) -> np.ndarray:
+        for name, fill in _SLOT_ARRAYS.items():
+            a = getattr(self, name)
             b = np.full((cap,) + a.shape[1:], fill, a.dtype)
             b[: len(a)] = a
-            return b
-
-        self._pub, self._lang, self._off = g(self._pub), g(self._lang), g(self._off)
-        self._len, self._chk, self._clu = g(self._len), g(self._chk), g(self._clu, -1)
-        self._sig, self._top, self._tops = g(self._sig), g(self._top, -1), g(self._tops)
+            setattr(self, name, b)
         self._cap = cap
 
     def _lang_id(self, lang: str) -> int:
@@ -583,18 +581,17 @@ class RelatedIndex:
             self._vt = self._vt[: self._vused + 1024].copy()
         cap = self._n + 256
         if self._cap > cap:
-            for name in ("_pub", "_lang", "_off", "_len", "_chk", "_clu", "_sig", "_top", "_tops"):
+            for name in _SLOT_ARRAYS:
                 setattr(self, name, getattr(self, name)[:cap].copy())
             self._cap = cap
 
     def _compact_vectors(self) -> None:
         """Move the live vectors down over the garbage, in place, _CHUNK slots at a time (in
         the order they are stored, each lands at or before where it was)."""
-        live = np.fromiter(self._slot.values(), np.int64, len(self._slot))
+        live = self._live_by_position()
         if len(live) == 0:
             self._vused = self._vgarbage = 0
             return
-        live = live[np.argsort(self._off[live], kind="stable")]
         lens = self._len[live].astype(np.int64)
         starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
         for a in range(0, len(live), _CHUNK):
@@ -605,6 +602,11 @@ class RelatedIndex:
         self._off[live] = starts
         self._vused = int(lens.sum())
         self._vgarbage = 0
+
+    def _live_by_position(self) -> np.ndarray:
+        """The live slots, in the order their vectors sit in the vector store."""
+        live = np.fromiter(self._slot.values(), np.int64, len(self._slot))
+        return live[np.argsort(self._off[live], kind="stable")]
 
     def _gather_vectors(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """These slots' vectors, concatenated (gathered _CHUNK slots at a time)."""
@@ -1047,9 +1049,8 @@ class RelatedIndex:
         del mask
         if not len(pos):
             return np.zeros(0, np.int64), pos
-        live = np.fromiter(self._slot.values(), np.int64, len(self._slot))
+        live = self._live_by_position()
         live = live[self._len[live] > 0]
-        live = live[np.argsort(self._off[live], kind="stable")]
         offs = self._off[live]
         i = np.maximum(np.searchsorted(offs, pos, side="right") - 1, 0)
         slots = live[i]
@@ -1057,10 +1058,10 @@ class RelatedIndex:
         return slots[ok], pos[ok]
 
     def _norms(self, slots: np.ndarray) -> np.ndarray:
-        """L2 norms of these slots' whole weighted vectors (current IDF), 4,096 slots at a time."""
+        """L2 norms of these slots' whole weighted vectors (current IDF), _CHUNK slots at a time."""
         out = np.empty(len(slots), np.float64)
-        for a in range(0, len(slots), 4096):
-            part = slots[a: a + 4096]
+        for a in range(0, len(slots), _CHUNK):
+            part = slots[a: a + _CHUNK]
             lens = self._len[part].astype(np.int64)
             idx = _ranges(self._off[part], lens)
             w = self._weights(self._vk[idx], self._vt[idx])
