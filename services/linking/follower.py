@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from services.linking.handlers import LinkingState
+from services.linking.idmap import is_hex_id
 from shared.events import StoredEvent
 
 log = structlog.get_logger("linking.follower")
@@ -33,7 +34,8 @@ class IndexFollower:
         self.topic = topic
         self.state = state
         self.positions: dict[int, int] = {}  # partition -> next offset to apply
-        self._affected: OrderedDict[tuple[str, int], list[str]] = OrderedDict()
+        # (article id, version) -> its back-link candidates, packed (see _pack)
+        self._affected: OrderedDict[tuple[str, int], bytes | tuple[str, ...]] = OrderedDict()
         self._remember = remember
         self._advanced = asyncio.Condition()
         self._stop = asyncio.Event()
@@ -95,14 +97,14 @@ class IndexFollower:
         else:
             affected = self.state.remove(article.id)
         key = (article.id, article.version)
-        self._affected[key] = affected
+        self._affected[key] = _pack(affected)
         self._affected.move_to_end(key)
         while len(self._affected) > self._remember:
             self._affected.popitem(last=False)
 
     def affected(self, article_id: str, version: int) -> list[str]:
         """Back-link candidates recorded when the follower applied this version (else none)."""
-        return self._affected.get((article_id, version), [])
+        return _unpack(self._affected.get((article_id, version), b""))
 
     async def wait_past(self, partition: int, offset: int, timeout: float = 30.0) -> None:
         """Wait until the follower has applied ``offset`` of ``partition``."""
@@ -110,3 +112,17 @@ class IndexFollower:
             await asyncio.wait_for(
                 self._advanced.wait_for(lambda: self.positions.get(partition, 0) > offset), timeout
             )
+
+
+def _pack(ids: list[str]) -> bytes | tuple[str, ...]:
+    """Article ids (16 hex characters each) as 8 bytes each: about 1.4 KB less per remembered
+    article than a list of strings (20 candidates). Other ids are kept as they are."""
+    if all(map(is_hex_id, ids)):
+        return bytes.fromhex("".join(ids))
+    return tuple(ids)
+
+
+def _unpack(packed: bytes | tuple[str, ...]) -> list[str]:
+    if isinstance(packed, tuple):
+        return list(packed)
+    return [packed[o: o + 8].hex() for o in range(0, len(packed), 8)]

@@ -14,6 +14,7 @@ import structlog
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.linking.idmap import IdValues
 from services.linking.relatedness import Doc, RelatedIndex
 from services.linking.settings import LinkingSettings
 from services.linking.teasers import Teasers
@@ -32,7 +33,7 @@ class LinkingState:
     index: RelatedIndex
     teasers: Teasers = field(default_factory=Teasers)
     # Hash of the related list last written per article: unchanged lists are not rewritten.
-    written: dict[str, int] = field(default_factory=dict)
+    written: IdValues = field(default_factory=IdValues)
     # Back-link rewrites waiting for their time: article id -> (due, monotonic; correlation id).
     # An older article that several new ones change within the delay is rewritten once.
     pending: dict[str, tuple[float, str]] = field(default_factory=dict)

@@ -34,10 +34,12 @@ import math
 import re
 import zlib
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
+from services.linking.idmap import IdTable
 from services.linking.postings import Postings
 
 try:  # Snowball stemmers: PyStemmer (C) when installed, else the pure-Python snowballstemmer
@@ -341,7 +343,7 @@ _PERM_B = _rng.integers(0, 2**63 - 1, _NPERM, dtype=np.uint64)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _ENTITY_BIT = 0x80
 _TF_MAX = 0x7F
-_MAGIC = b"KZRI2"  # 2: postings of the 32 strongest terms only
+_MAGIC = b"KZRI3"  # 3: ids in an id table; 2: postings of the 32 strongest terms only
 
 
 def _h32(term: str) -> int:
@@ -394,9 +396,7 @@ class RelatedIndex:
         self._langs: list[str] = []
         self._lang_code: dict[str, int] = {}
         # slot-indexed state
-        self._ids: list[str | None] = []
-        self._slot: dict[str, int] = {}
-        self._free: list[int] = []
+        self._idt = IdTable()  # article id <-> slot
         self._cap = 0
         self._n = 0  # slots in use (incl. freed ones)
         self._pub = np.zeros(0, np.float64)
@@ -422,10 +422,18 @@ class RelatedIndex:
 
     # ---------------------------------------------------------------- basics
     def __len__(self) -> int:
-        return len(self._slot)
+        return len(self._idt)
 
     def __contains__(self, doc_id: object) -> bool:
-        return doc_id in self._slot
+        return doc_id in self._idt
+
+    def _slot_of(self, doc_id: str) -> int | None:
+        slot = self._idt.get(doc_id)
+        return slot if slot >= 0 else None
+
+    def _ids_of(self, slots: Iterable[int]) -> list[str]:
+        """The ids of these slots (freed slots left out)."""
+        return [d for s in slots if (d := self._idt.id_of(s)) is not None]
 
     def _grow(self, need: int) -> None:
         if need <= self._cap:
@@ -539,17 +547,11 @@ class RelatedIndex:
 
     # ---------------------------------------------------------------- storage helpers
     def _alloc(self, doc_id: str) -> int:
-        if self._free:
-            slot = self._free.pop()
-            self._ids[slot] = doc_id
-        else:
-            slot = self._n
-            if slot >= (1 << 24):
-                raise OverflowError("index is full (16,777,216 slots)")
-            self._grow(slot + 1)
-            self._n += 1
-            self._ids.append(doc_id)
-        self._slot[doc_id] = slot
+        if len(self._idt) >= (1 << 24):
+            raise OverflowError("index is full (16,777,216 slots)")
+        slot = self._idt.add(doc_id)
+        self._grow(slot + 1)
+        self._n = self._idt.rows
         return slot
 
     def _store_vector(self, slot: int, keys: np.ndarray, tfs: np.ndarray) -> None:
@@ -574,8 +576,10 @@ class RelatedIndex:
         self._vused += n
 
     def trim(self) -> None:
-        """Release the slack of the vector store and the per-slot arrays (after a bulk build)."""
+        """Release the slack of the vector store and the per-slot arrays, and fold the inverted
+        lists' delta into their base (after a bulk build)."""
         self._compact_vectors()
+        self._post.merge()
         if len(self._vk) > self._vused + 1024:
             self._vk = self._vk[: self._vused + 1024].copy()
             self._vt = self._vt[: self._vused + 1024].copy()
@@ -605,7 +609,7 @@ class RelatedIndex:
 
     def _live_by_position(self) -> np.ndarray:
         """The live slots, in the order their vectors sit in the vector store."""
-        live = np.fromiter(self._slot.values(), np.int64, len(self._slot))
+        live = self._idt.live_rows()
         return live[np.argsort(self._off[live], kind="stable")]
 
     def _gather_vectors(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -809,7 +813,7 @@ class RelatedIndex:
         self._gen += 1
         self._last = None
         affected: dict[int, float] = {}
-        slot = self._slot.get(doc.id)
+        slot = self._slot_of(doc.id)
         if slot is not None:
             if int(self._chk[slot]) == chk and int(self._lang[slot]) == lang:
                 self._pub[slot] = float(doc.published_at)
@@ -865,11 +869,11 @@ class RelatedIndex:
                 affected[c] = max(affected.get(c, 0.0), a)
         affected.pop(slot, None)
         best = sorted(affected.items(), key=lambda kv: -kv[1])[: self.backlink_limit]
-        return [self._ids[s] for s, _ in best if self._ids[s] is not None]
+        return self._ids_of(s for s, _ in best)
 
     def remove(self, doc_id: str) -> list[str]:
         """Remove a doc; returns ids of docs whose related lists contained it."""
-        slot = self._slot.get(doc_id)
+        slot = self._slot_of(doc_id)
         if slot is None:
             return []
         self._gen += 1
@@ -880,39 +884,37 @@ class RelatedIndex:
             self._tops[s][row == slot] = 0.0
             row[row == slot] = -1
         self._detach(slot)
-        del self._slot[doc_id]
-        self._ids[slot] = None
+        self._idt.discard(doc_id)
         self._chk[slot] = 0
-        self._free.append(slot)
-        return [self._ids[s] for s in listers if self._ids[s] is not None]
+        return self._ids_of(listers)
 
     def listed_by(self, doc_id: str) -> list[str]:
         """Ids of docs whose current related lists contain this doc."""
-        slot = self._slot.get(doc_id)
+        slot = self._slot_of(doc_id)
         if slot is None:
             return []
-        return [self._ids[s] for s in self._listers(slot).tolist() if self._ids[s] is not None]
+        return self._ids_of(self._listers(slot).tolist())
 
     def related(self, doc_id: str, k: int | None = None) -> list[Match]:
         """Up to k best related docs (collapsed, same language first, fresh, diverse)."""
-        slot = self._slot.get(doc_id)
+        slot = self._slot_of(doc_id)
         if slot is None:
             return []
         k = self.k if k is None else int(k)
         cand, score = self._slot_query(slot)
         picked = self._select(slot, cand, score, max(k, self.k))
         self._remember(slot, picked)
-        return [Match(self._ids[c], round(s, 6), x) for c, s, x in picked[:k]]
+        return [Match(self._idt.id_of(c), round(s, 6), x) for c, s, x in picked[:k]]  # type: ignore[arg-type]
 
     def neighbours(self, doc_id: str, limit: int = 50) -> list[Match]:
         """Raw content neighbours (no time decay, collapse or language rules), best first."""
-        slot = self._slot.get(doc_id)
+        slot = self._slot_of(doc_id)
         if slot is None:
             return []
         cand, score = self._slot_query(slot)
         lang = self._lang[slot]
         xf = float(self.params["xl_factor"])
-        out = [Match(self._ids[c], float(s) * (xf if self._lang[c] != lang else 1.0), bool(self._lang[c] != lang))
+        out = [Match(self._idt.id_of(c), float(s) * (xf if self._lang[c] != lang else 1.0), bool(self._lang[c] != lang))
                for c, s in zip(cand.tolist(), score.tolist())]
         out.sort(key=lambda m: -m.score)
         return out[:limit]
@@ -922,17 +924,17 @@ class RelatedIndex:
         postings = len(self._post)
         arrays = (self._pub, self._lang, self._off, self._len, self._chk, self._clu, self._sig,
                   self._top, self._tops, self._df, self._vk, self._vt)
-        approx = sum(a.nbytes for a in arrays) + self._post.nbytes + len(self._slot) * 120
-        return {"docs": len(self._slot), "slots": self._n, "terms": self._post.terms(), "postings": postings,
+        approx = sum(a.nbytes for a in arrays) + self._post.nbytes + self._idt.nbytes
+        return {"docs": len(self._idt), "slots": self._n, "terms": self._post.terms(), "postings": postings,
                 "vector_entries": self._vused - self._vgarbage, "clusters": len(self._clusters),
                 "approx_bytes": int(approx)}
 
     def duplicates(self, doc_id: str) -> list[str]:
         """Other members of this doc's near-duplicate cluster."""
-        slot = self._slot.get(doc_id)
+        slot = self._slot_of(doc_id)
         if slot is None or self._clu[slot] < 0:
             return []
-        return [self._ids[m] for m in self._clusters.get(int(self._clu[slot]), []) if m != slot]
+        return self._ids_of(m for m in self._clusters.get(int(self._clu[slot]), []) if m != slot)
 
     # ---------------------------------------------------------------- full-text search
     _CYR_KK = frozenset("әғқңөұүһі")
@@ -980,7 +982,7 @@ class RelatedIndex:
         page asks for, the vector store (all of each doc's indexed terms) is scanned too, and
         what only it matches ranks by the term's weight in the doc, without the title bonus."""
         groups = self._query_groups(query, language)
-        if not groups or not self._slot:
+        if not groups or not len(self._idt):
             return 0, []
         n = self._n
         k1, xbar, title_bonus = 1.2, 0.12, 1.0
@@ -1037,7 +1039,8 @@ class RelatedIndex:
         order = hits[np.lexsort((-self._pub[hits], -total_score[hits]))]
         page = order[offset: offset + max(0, int(limit))]
         norm = max_possible or 1.0
-        return total, [Match(self._ids[s], float(min(1.0, total_score[s] / norm))) for s in page.tolist()]
+        return total, [Match(self._idt.id_of(s), float(min(1.0, total_score[s] / norm)))  # type: ignore[arg-type]
+                       for s in page.tolist()]
 
     def _scan(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(slot, vector-store position) of every live vector entry whose key is in ``keys``."""
@@ -1073,14 +1076,15 @@ class RelatedIndex:
     def dump(self) -> bytes:
         """Serialise the whole index (numpy .npz container, no pickling)."""
         n = self._n
-        live = np.array(sorted(self._slot.values()), dtype=np.int64)
+        live = self._idt.live_rows()
         lens = self._len[live].astype(np.int64) if len(live) else np.zeros(0, np.int64)
         vk, vt = self._gather_vectors(live)
         pkeys, plens, pdata = self._post.arrays()
         ckeys = sorted(self._clusters)
+        ikeys, ilive, free, id_text = self._idt.arrays()
         meta = {
             "k": self.k, "backlink_limit": self.backlink_limit, "params": self.params,
-            "ids": self._ids, "free": self._free, "langs": self._langs, "ndf": self._ndf,
+            "free": free, "id_text": id_text, "langs": self._langs, "ndf": self._ndf,
             "next_cluster": self._next_cluster, "n": n,
         }
         buf = io.BytesIO()
@@ -1089,7 +1093,7 @@ class RelatedIndex:
             meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
             df=self._df, pub=self._pub[:n], lang=self._lang[:n], chk=self._chk[:n],
             clu=self._clu[:n], sig=self._sig[:n], top=self._top[:n], tops=self._tops[:n],
-            live=live, vlen=lens, vk=vk, vt=vt,
+            live=live, vlen=lens, vk=vk, vt=vt, ikeys=ikeys[:n], ilive=ilive[:n],
             pkeys=pkeys, plens=plens, pdata=pdata,
             ckeys=np.array(ckeys, np.int64),
             clens=np.array([len(self._clusters[c]) for c in ckeys], np.int64),
@@ -1107,9 +1111,9 @@ class RelatedIndex:
         n = meta["n"]
         self._grow(max(n, 1))
         self._n = n
-        self._ids = meta["ids"]
-        self._slot = {d: i for i, d in enumerate(self._ids) if d is not None}
-        self._free = meta["free"]
+        self._idt = IdTable.from_arrays(z["ikeys"], z["ilive"], meta["free"], meta["id_text"])
+        if self._idt.rows != n:
+            raise ValueError("RelatedIndex dump: the id table and the slots disagree")
         self._langs = meta["langs"]
         self._lang_code = {l: i for i, l in enumerate(self._langs)}
         self._ndf = meta["ndf"]

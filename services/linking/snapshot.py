@@ -17,7 +17,7 @@ from services.linking.handlers import LinkingState
 from services.linking.relatedness import RelatedIndex
 from services.linking.teasers import Teasers
 
-FORMAT = 3  # 3: smaller inverted lists; 2: teasers packed. An older snapshot is not loaded (rebuilt instead)
+FORMAT = 4  # 4: ids in id tables; 3: smaller inverted lists; 2: teasers packed. An older snapshot is not loaded (rebuilt instead)
 
 
 def save(path: pathlib.Path, state: LinkingState, positions: dict[int, int], *, topic: str) -> int:

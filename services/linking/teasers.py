@@ -13,6 +13,8 @@ import zlib
 from array import array
 from collections.abc import Iterable, Iterator, MutableMapping
 
+from services.linking.idmap import IdTable
+
 _ZDICT = (
     b'{"id":"","slug":"","headline":"","standfirst":"","language":"kk","language":"ru","language":"en",'
     b'"section":{"slug":"","name":""},"published_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z",'
@@ -36,32 +38,27 @@ class Teasers(MutableMapping[str, bytes]):
     """Article id → teaser JSON (bytes), deflated, all in one growing buffer.
 
     A ``bytes`` object per teaser would cost 33 bytes of header and its own small block beside
-    the ~210 deflated bytes; here each costs 12 bytes of offsets. The space of replaced and
+    the ~210 deflated bytes; here each costs 12 bytes of offsets and 17 of id table
+    (:mod:`services.linking.idmap`). The space of replaced and
     removed teasers is reclaimed once it is half of the buffer."""
 
     def __init__(self, items: Iterable[tuple[str, bytes]] = (), *, reclaim_after: int = 1 << 20) -> None:
         self._reclaim_after = reclaim_after
-        self._where: dict[str, int] = {}  # id -> record
+        self._ids = IdTable()  # id -> record
         self._off = array("Q")
         self._len = array("I")
-        self._free: list[int] = []
         self._buf = bytearray()
         self._garbage = 0
         for key, value in items:
             self[key] = value
 
     def _put(self, key: str, packed: bytes) -> None:
-        r = self._where.get(key)
-        if r is None:
-            if self._free:
-                r = self._free.pop()
-            else:
-                r = len(self._off)
-                self._off.append(0)
-                self._len.append(0)
-            self._where[key] = r
+        r = self._ids.add(key)
+        if r == len(self._off):
+            self._off.append(0)
+            self._len.append(0)
         else:
-            self._garbage += self._len[r]
+            self._garbage += self._len[r]  # 0 for a freed record
         self._off[r] = len(self._buf)
         self._len[r] = len(packed)
         self._buf += packed
@@ -73,7 +70,7 @@ class Teasers(MutableMapping[str, bytes]):
 
     def _compact(self) -> None:
         buf, new = self._buf, bytearray()
-        for r in self._where.values():
+        for r in self._ids.live_rows().tolist():
             o, n = self._off[r], self._len[r]
             self._off[r] = len(new)
             new += buf[o: o + n]
@@ -82,14 +79,16 @@ class Teasers(MutableMapping[str, bytes]):
 
     def packed(self, key: str) -> bytes | None:
         """The stored form (equal teasers pack to equal bytes): for comparisons, without unpacking."""
-        r = self._where.get(key)
-        if r is None:
+        r = self._ids.get(key)
+        if r < 0:
             return None
         o = self._off[r]
         return bytes(self._buf[o: o + self._len[r]])
 
     def __getitem__(self, key: str) -> bytes:
-        r = self._where[key]
+        r = self._ids.get(key)
+        if r < 0:
+            raise KeyError(key)
         o = self._off[r]
         return unpack(self._buf[o: o + self._len[r]])
 
@@ -97,29 +96,30 @@ class Teasers(MutableMapping[str, bytes]):
         self._put(key, pack(value))
 
     def __delitem__(self, key: str) -> None:
-        r = self._where.pop(key)
+        r = self._ids.discard(key)
+        if r < 0:
+            raise KeyError(key)
         self._garbage += self._len[r]
         self._len[r] = 0
-        self._free.append(r)
         self._maybe_compact()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._where)
+        return iter(self._ids)
 
     def __len__(self) -> int:
-        return len(self._where)
+        return len(self._ids)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._where
+        return key in self._ids
 
     @property
     def nbytes(self) -> int:
-        """Deflated teasers plus their offsets (the id index not included)."""
-        return len(self._buf) + len(self._off) * 12
+        """Deflated teasers, their offsets and the id table."""
+        return len(self._buf) + len(self._off) * 12 + self._ids.nbytes
 
     def dump(self) -> Iterator[bytes]:
         """The whole store as binary records (for snapshots), in chunks."""
-        for key in self._where:
+        for key in self._ids:
             k = key.encode("utf-8")
             value = self.packed(key) or b""
             yield _RECORD.pack(len(k), len(value)) + k + value

@@ -343,7 +343,7 @@ async def test_trimming_the_vector_store_keeps_the_results_and_it_grows_again():
     await p.batch(STREAM[:20])
     state, index = p.state, p.state.index
     before = {a: index.related(a) for a in state.teasers}
-    slot = index._slot[STREAM[0].key.decode()]  # noqa: SLF001
+    slot = index._idt.get(STREAM[0].key.decode())  # noqa: SLF001
     index._store_vector(slot, *index._doc_vector(slot))  # noqa: SLF001 - the same vector again: leaves garbage
     index.trim()
     assert len(index._vk) <= index._vused + 1024  # noqa: SLF001

@@ -117,14 +117,18 @@ def test_the_cap_keeps_the_newest_postings_across_base_and_delta() -> None:
     assert [v >> 8 for v in got.tolist()] == [6, 7]
 
 
-def test_the_delta_is_merged_once_it_is_an_eighth_of_the_base() -> None:
+def test_the_delta_is_merged_once_it_is_a_thirty_second_of_the_base() -> None:
     p = Postings(merge_min=16)
     for slot in range(17):
         p.add(slot, [slot], [slot << 8 | 1])
     assert p._dcount == 0 and len(p._data) == 17  # 17 > 16: merged
-    for slot in range(17, 34):
+    p.add(17, range(1000, 1623), [17 << 8 | 1] * 623)
+    assert p._dcount == 0 and len(p._data) == 640
+    for slot in range(18, 38):  # 640 // 32 = 20 postings may wait in the delta
         p.add(slot, [slot], [slot << 8 | 1])
-    assert p._dcount == 0 and len(p._data) == 34
+    assert p._dcount == 20 and len(p._data) == 640
+    p.add(38, [38], [38 << 8 | 1])
+    assert p._dcount == 0 and len(p._data) == 661
 
 
 def test_arrays_round_trip_and_bad_arrays_are_refused() -> None:

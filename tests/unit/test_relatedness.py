@@ -222,7 +222,7 @@ def test_search_finds_a_word_beyond_the_strongest_terms_ranked_after_the_strong_
     weak = doc("weak", "Steppe report", " ".join(w for w in words for _ in range(3)) + " saiga.", day=1)
     strong = doc("strong", "Saiga antelope numbers recover", "Saiga herds grew again. The saiga census counted more.", day=0)
     ix = build(weak, strong, FLOODS_1)
-    assert "weak" not in {ix._ids[int(v) >> 8] for v in ix._post.gather([_key("saiga")])[0]}  # noqa: SLF001
+    assert "weak" not in {ix._idt.id_of(int(v) >> 8) for v in ix._post.gather([_key("saiga")])[0]}  # noqa: SLF001
     total, page = ix.search("saiga")
     assert total == 2 and ids(page) == ["strong", "weak"]
     assert 0 < page[1].score < page[0].score
@@ -327,12 +327,12 @@ def test_compacting_and_dumping_in_small_steps_keeps_every_vector(monkeypatch):
         ix.upsert(doc(f"d{n}", f"title {n % 7}", " ".join(words[(n * 11 + j) % 120] for j in range(18)), day=n / 10))
     for n in (5, 17, 29):
         ix.remove(f"d{n}")
-    vectors = {d: tuple(map(tuple, ix._doc_vector(s))) for d, s in ix._slot.items()}  # noqa: SLF001
+    vectors = {d: tuple(map(tuple, ix._doc_vector(s))) for d, s in ((d, ix._idt.get(d)) for d in ix._idt)}  # noqa: SLF001
     before = {d: ix.related(d) for d in vectors}
     assert ix._vgarbage > 0  # noqa: SLF001
     ix.trim()
     assert ix._vgarbage == 0 and ix._vused == sum(len(v[0]) for v in vectors.values())  # noqa: SLF001
-    assert {d: tuple(map(tuple, ix._doc_vector(s))) for d, s in ix._slot.items()} == vectors  # noqa: SLF001
+    assert {d: tuple(map(tuple, ix._doc_vector(s))) for d, s in ((d, ix._idt.get(d)) for d in ix._idt)} == vectors  # noqa: SLF001
     assert {d: ix.related(d) for d in vectors} == before
     restored = RelatedIndex.load(ix.dump())
     assert {d: restored.related(d) for d in vectors} == before
