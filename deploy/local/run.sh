@@ -26,6 +26,7 @@ stack gin-indexes
 
 # linking keeps its index in a snapshot file, so a restart does not rebuild it.
 export KAZPOST_LINKING_SNAPSHOT_PATH="${KAZPOST_LINKING_SNAPSHOT_PATH:-$KAZPOST_STATE/linking.snapshot}"
+export KAZPOST_LINKING_TEASER_DIR="${KAZPOST_LINKING_TEASER_DIR:-$KAZPOST_STATE}"
 
 GATEWAY_PORT="${KAZPOST_GATEWAY_PORT:-8080}"
 URL="http://127.0.0.1:$GATEWAY_PORT"

@@ -18,6 +18,7 @@ from services.linking.handlers import (
 )
 from services.linking.relatedness import RelatedIndex
 from services.linking.settings import LinkingSettings
+from services.linking.teasers import FileStore, MemoryStore, Store, Teasers
 from shared.batching import BatchRunner
 from shared.events import StoredEvent
 from shared.kafka import Publisher, make_consumer
@@ -60,7 +61,12 @@ class _Follower:
 def create_worker(settings: LinkingSettings) -> Worker:
     client = make_client(settings.mongo, app_name=SERVICE)
     db = database(client, settings.mongo)
-    state = LinkingState(index=RelatedIndex(k=settings.k, backlink_limit=settings.backlink_limit))
+
+    def new_store() -> Store:
+        return MemoryStore() if settings.teasers_in_memory else FileStore(settings.teaser_dir)
+
+    state = LinkingState(index=RelatedIndex(k=settings.k, backlink_limit=settings.backlink_limit),
+                         teasers=Teasers(store=new_store()))
     proxy = _Follower()
     tasks: list[asyncio.Task] = []
     snapshot_file = pathlib.Path(settings.snapshot_path) if settings.snapshot_path else None
@@ -90,9 +96,10 @@ def create_worker(settings: LinkingSettings) -> Worker:
         )
         await follower.connect()
         started = time.perf_counter()
-        loaded = snapshot.load(snapshot_file, topic=topic) if snapshot_file else None
+        loaded = snapshot.load(snapshot_file, topic=topic, store=new_store()) if snapshot_file else None
         if loaded is not None:
             restored, positions = loaded
+            state.teasers.close()
             state.index, state.teasers = restored.index, restored.teasers
             log.info("index_loaded", articles=len(state.teasers), seconds=round(time.perf_counter() - started, 2))
             worker.state_source = "snapshot"  # type: ignore[attr-defined]
@@ -123,6 +130,7 @@ def create_worker(settings: LinkingSettings) -> Worker:
             if proxy.follower is not None:
                 await proxy.follower.consumer.stop()
             await client.close()
+            state.teasers.close()
 
     async def backlinks() -> None:
         """Rewrite the back-links whose time has come; at shutdown, all that are still pending."""

@@ -66,8 +66,8 @@ class LinkingState:
         """What a reader sees of a related list: which articles, in which order, as which
         teasers. Scores are left out: they drift a little with every article indexed (term
         weights change), and rewriting a list for that alone would rewrite lists all the time."""
-        return hash((tuple((i, cross, self.teasers.packed(i)) for i, cross in items),
-                     tuple((d, self.teasers.packed(d)) for d in duplicates)))
+        return hash((tuple((i, cross, self.teasers.digest(i)) for i, cross in items),
+                     tuple((d, self.teasers.digest(d)) for d in duplicates)))
 
 
 def doc_of(article: Article) -> Doc:

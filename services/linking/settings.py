@@ -36,3 +36,9 @@ class LinkingSettings(BaseSettings):
     snapshot_path: str | None = Field(
         default=None, description="file of the persisted index; unset: rebuild from the database at start-up")
     snapshot_interval_s: float = Field(default=600.0, ge=5, description="how often the snapshot is rewritten")
+    teaser_dir: str | None = Field(
+        default=None,
+        description="directory of the file the teasers are kept in (unset: the system's temporary directory); "
+                    "it should be on disk, not a tmpfs")
+    teasers_in_memory: bool = Field(
+        default=False, description="keep the teasers in the process instead (about 25 MB at 100k articles)")

@@ -15,7 +15,7 @@ import zipfile
 
 from services.linking.handlers import LinkingState
 from services.linking.relatedness import RelatedIndex
-from services.linking.teasers import Teasers
+from services.linking.teasers import Store, Teasers
 
 FORMAT = 4  # 4: ids in id tables; 3: smaller inverted lists; 2: teasers packed. An older snapshot is not loaded (rebuilt instead)
 
@@ -37,17 +37,18 @@ def save(path: pathlib.Path, state: LinkingState, positions: dict[int, int], *, 
     return path.stat().st_size
 
 
-def load(path: pathlib.Path, *, topic: str) -> tuple[LinkingState, dict[int, int]] | None:
-    """The saved state, or None when there is none or it does not fit (then rebuild)."""
-    if not path.exists():
-        return None
+def load(path: pathlib.Path, *, topic: str, store: Store | None = None) -> tuple[LinkingState, dict[int, int]] | None:
+    """The saved state, or None when there is none or it does not fit (then rebuild). The
+    teasers go into ``store`` (default: memory); it is closed when nothing is loaded."""
     try:
         with zipfile.ZipFile(path) as z:
             meta = json.loads(z.read("meta.json"))
             if meta.get("format") != FORMAT or meta.get("topic") != topic:
-                return None
+                raise ValueError("another format or topic")
             index = RelatedIndex.load(z.read("index.bin"))
-            teasers = Teasers.load(z.read("teasers.bin"))
+            teasers = Teasers.load(z.read("teasers.bin"), store=store)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, struct.error, UnicodeDecodeError):
+        if store is not None:
+            store.close()
         return None
     return LinkingState(index=index, teasers=teasers), {int(p): o for p, o in meta["positions"].items()}

@@ -50,7 +50,7 @@ SERVICES = {
     "newsletter": ("KAZPOST_NEWSLETTER_OPS_PORT", True),
 }
 # Set in Kubernetes only, on purpose (compose rebuilds the linking index at start-up).
-K8S_ONLY = {"linking": {"KAZPOST_LINKING_SNAPSHOT_PATH"}}
+K8S_ONLY = {"linking": {"KAZPOST_LINKING_SNAPSHOT_PATH", "KAZPOST_LINKING_TEASER_DIR"}}
 # Compose interpolation knobs that are not service settings.
 COMPOSE_KNOBS = {"KAZPOST_IMAGE_TAG", "KAZPOST_PUBLIC_BASE_URL"}
 KAZPOST_NAME = re.compile(r"\bKAZPOST_[A-Z0-9_]*[A-Z0-9]")
@@ -222,11 +222,12 @@ def test_replicas_and_disruption_budget(service: str) -> None:
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
 
-def test_linking_snapshot_on_a_volume() -> None:
+def test_linking_snapshot_and_teasers_on_a_volume() -> None:
     deployment = by_kind("Deployment")["linking"]
     c = container(deployment)
     path = k8s_env(deployment)["KAZPOST_LINKING_SNAPSHOT_PATH"]
     assert path and path.startswith("/var/lib/kazpost/")
+    assert k8s_env(deployment)["KAZPOST_LINKING_TEASER_DIR"] == "/var/lib/kazpost"  # not the 64 MiB /tmp
     assert "/var/lib/kazpost" in {m["mountPath"] for m in c["volumeMounts"]}
 
 
