@@ -89,6 +89,8 @@ class FileStore:
 
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
         self._directory = directory
+        if directory is not None:
+            os.makedirs(directory, exist_ok=True)
         self._file = tempfile.TemporaryFile(dir=directory, prefix="kazpost-teasers-")
         self._fd = self._file.fileno()
         self._size = 0

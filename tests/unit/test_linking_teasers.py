@@ -112,6 +112,7 @@ def test_a_snapshot_loads_its_teasers_into_the_store_given(tmp_path):
 
 
 def test_the_file_store_keeps_nothing_of_the_file_open_when_closed(tmp_path):
+    tmp_path = tmp_path / "teasers"  # made when missing
     store = FileStore(tmp_path)
     t = Teasers(store=store, reclaim_after=100)
     for n in range(30):
