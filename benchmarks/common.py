@@ -32,8 +32,9 @@ from typing import Any
 import aiohttp
 import pymongo
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.kafka import all_topics, ensure_topics
+from shared.kafka import all_topics, connection_options, ensure_topics
 from shared.mongo import database, init_database, make_client
 from shared.settings import TOPIC_FIELDS, KafkaSettings, MongoSettings
 
@@ -169,6 +170,22 @@ async def clear(coll) -> None:
     """Empty a scratch collection (one long call on FerretDB: a bounded, longer timeout)."""
     with pymongo.timeout(300):
         await coll.delete_many({})
+
+
+async def drop_run_topics(run: str) -> list[str]:
+    """Delete the topics of one benchmark run. Each scenario of each run has topics of its own;
+    kept, they pile up in the benchmark stack's broker (17 GB after a few dozen runs, and a
+    broker with over a thousand partitions)."""
+    base = KafkaSettings()
+    admin = AIOKafkaAdminClient(**connection_options(base), client_id=f"{base.client_id_prefix}-bench-admin")
+    await admin.start()
+    try:
+        names = sorted(t for t in await admin.list_topics() if t.startswith(f"b{run}-"))
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()
 
 
 def gin_indexes() -> None:

@@ -26,7 +26,7 @@ import traceback
 from datetime import UTC, datetime
 
 from benchmarks import latency, memory, throughput
-from benchmarks.common import REPO, Report, environment, log, new_run_id
+from benchmarks.common import REPO, Report, drop_run_topics, environment, log, new_run_id
 
 QUICK = {"n": 1000, "p2_rate": 50.0, "p2_duration": 20.0, "p2_preload": 200, "p2_baseline_duration": 10.0,
          "p3_duration": 5, "p3_rounds": 1, "p5_n": 5000, "p5_pages": 1000, "p5_live": 100}
@@ -70,7 +70,17 @@ async def run(args: argparse.Namespace, report: Report) -> None:
     run_id = new_run_id()
     logs = args.out / "services" / run_id
     log(f"benchmark run {run_id}: {', '.join(args.selected)}; service logs in {logs}")
+    try:
+        await run_selected(args, report, run_id, logs)
+    finally:
+        try:
+            dropped = await drop_run_topics(run_id)
+            log(f"benchmark run {run_id}: its {len(dropped)} topics deleted")
+        except Exception as exc:  # noqa: BLE001 - tidying up only: the results stand
+            log(f"benchmark run {run_id}: could not delete its topics ({exc!r})")
 
+
+async def run_selected(args: argparse.Namespace, report: Report, run_id: str, logs: pathlib.Path) -> None:
     async def guarded(name: str, coro) -> None:
         try:
             await coro
