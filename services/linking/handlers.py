@@ -46,12 +46,9 @@ class LinkingState:
 
     def add(self, article: Article) -> list[str]:
         """Index the article; returns the ids whose related lists may need rewriting."""
-        teaser = teaser_of(article).model_dump_json().encode("utf-8")
-        previous = self.teasers.get(article.id)
-        if previous != teaser:
-            self.teasers[article.id] = teaser
+        replaced = self.teasers.put(article.id, teaser_of(article).model_dump_json().encode("utf-8"))
         affected = self.index.upsert(doc_of(article))
-        if previous is not None and previous != teaser:
+        if replaced:
             # Same text but a new headline, time or embargo: lists that embed the teaser change.
             affected = [*affected, *self.index.listed_by(article.id)]
         # Its near-duplicates now show it as "also reported by".

@@ -398,7 +398,6 @@ class RelatedIndex:
         # slot-indexed state
         self._idt = IdTable()  # article id <-> slot
         self._cap = 0
-        self._n = 0  # slots in use (incl. freed ones)
         self._pub = np.zeros(0, np.float64)
         self._lang = np.zeros(0, np.uint8)
         self._off = np.zeros(0, np.int64)
@@ -426,6 +425,11 @@ class RelatedIndex:
 
     def __contains__(self, doc_id: object) -> bool:
         return doc_id in self._idt
+
+    @property
+    def _n(self) -> int:
+        """Slots in use, freed ones included: every slot is below this."""
+        return self._idt.rows
 
     def _slot_of(self, doc_id: str) -> int | None:
         slot = self._idt.get(doc_id)
@@ -551,7 +555,6 @@ class RelatedIndex:
             raise OverflowError("index is full (16,777,216 slots)")
         slot = self._idt.add(doc_id)
         self._grow(slot + 1)
-        self._n = self._idt.rows
         return slot
 
     def _store_vector(self, slot: int, keys: np.ndarray, tfs: np.ndarray) -> None:
@@ -1093,7 +1096,7 @@ class RelatedIndex:
             meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
             df=self._df, pub=self._pub[:n], lang=self._lang[:n], chk=self._chk[:n],
             clu=self._clu[:n], sig=self._sig[:n], top=self._top[:n], tops=self._tops[:n],
-            live=live, vlen=lens, vk=vk, vt=vt, ikeys=ikeys[:n], ilive=ilive[:n],
+            live=live, vlen=lens, vk=vk, vt=vt, ikeys=ikeys, ilive=ilive,
             pkeys=pkeys, plens=plens, pdata=pdata,
             ckeys=np.array(ckeys, np.int64),
             clens=np.array([len(self._clusters[c]) for c in ckeys], np.int64),
@@ -1110,7 +1113,6 @@ class RelatedIndex:
         self = cls(meta["k"], backlink_limit=meta["backlink_limit"], **meta["params"])
         n = meta["n"]
         self._grow(max(n, 1))
-        self._n = n
         self._idt = IdTable.from_arrays(z["ikeys"], z["ilive"], meta["free"], meta["id_text"])
         if self._idt.rows != n:
             raise ValueError("RelatedIndex dump: the id table and the slots disagree")

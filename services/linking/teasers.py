@@ -198,13 +198,23 @@ class Teasers(MutableMapping[str, bytes]):
         return self._store.read(self._off[r], self._len[r])
 
     def __getitem__(self, key: str) -> bytes:
-        r = self._ids.get(key)
-        if r < 0:
+        packed = self.packed(key)
+        if packed is None:
             raise KeyError(key)
-        return unpack(self._store.read(self._off[r], self._len[r]))
+        return unpack(packed)
 
     def __setitem__(self, key: str, value: bytes) -> None:
         self._put(key, pack(value))
+
+    def put(self, key: str, value: bytes) -> bool | None:
+        """Store a teaser unless the same one is there: None when the key was new, True when
+        it replaced another teaser, False when it was the same (nothing written)."""
+        packed = pack(value)
+        r = self._ids.get(key)
+        if r >= 0 and self._hash[r] == hash(packed) and self.packed(key) == packed:
+            return False
+        self._put(key, packed)
+        return None if r < 0 else True
 
     def __delitem__(self, key: str) -> None:
         r = self._ids.discard(key)

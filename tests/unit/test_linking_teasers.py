@@ -152,3 +152,12 @@ def test_a_file_store_keeps_the_teasers_out_of_the_process(tmp_path):
     in_memory, on_file = grown("memory"), grown("file")
     assert in_memory > 35, f"the scenario no longer measures the teasers ({in_memory:.0f} MB in memory)"
     assert on_file < 4, f"{on_file:.0f} MB of 40 MB of teasers in a file stayed in the process"
+
+
+def test_put_tells_a_new_a_replaced_and_an_unchanged_teaser_apart(store):
+    t = Teasers(store=store)
+    key, first, second = f"{1:016x}", teaser_json(1), teaser_json(2)
+    assert t.put(key, first) is None
+    size = t.stored_bytes
+    assert t.put(key, first) is False and t.stored_bytes == size  # the same teaser: nothing written
+    assert t.put(key, second) is True and t[key] == second
